@@ -1,0 +1,148 @@
+"""The ``tre`` command: what admins and data stewards run on the TRE's host."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from datasets import catalogue as cat
+from datasets.db import session_scope, upgrade
+from datasets.settings import TRESettings
+
+app = typer.Typer(help="Trusted research environment: catalogue, demo and images.", no_args_is_help=True)
+db_app = typer.Typer(help="The TRE database.", no_args_is_help=True)
+catalogue_app = typer.Typer(help="Datasets, projects, people and grants.", no_args_is_help=True)
+demo_app = typer.Typer(help="The demo installation (synthetic data, local accounts).", no_args_is_help=True)
+images_app = typer.Typer(help="Analysis images.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(catalogue_app, name="catalogue")
+app.add_typer(demo_app, name="demo")
+app.add_typer(images_app, name="images")
+
+console = Console()
+DEMO_CATALOGUE = Path(__file__).resolve().parent / "demo_catalogue.yaml"
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]Error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the TRE database to the newest schema."""
+    settings = TRESettings()
+    upgrade(settings.catalogue_url)
+    console.print(f"Database at the newest schema: {settings.catalogue_url}")
+
+
+@catalogue_app.command("load")
+def catalogue_load(path: Annotated[Path, typer.Argument(help="A catalogue YAML file.")]) -> None:
+    """Load people, datasets, projects and grants from a YAML file (all or nothing)."""
+    settings = TRESettings()
+    upgrade(settings.catalogue_url)
+    try:
+        parsed = cat.read_catalogue_file(path)
+        with session_scope(settings.catalogue_url) as session:
+            counts = cat.load_catalogue(session, parsed, settings.data_root)
+    except cat.CatalogueFileError as exc:
+        _fail(str(exc))
+    console.print(
+        f"Loaded {counts['people']} people, {counts['datasets']} datasets, {counts['projects']} projects from {path}."
+    )
+
+
+@catalogue_app.command("projects")
+def catalogue_projects() -> None:
+    """List projects with their members and the datasets granted today."""
+    settings = TRESettings()
+    from sqlalchemy import select
+
+    from datasets.models import Project
+
+    today = dt.date.today()
+    table = Table("project", "status", "ends on", "members", "datasets in force")
+    with session_scope(settings.catalogue_url) as session:
+        for project in session.scalars(select(Project).order_by(Project.slug)):
+            table.add_row(
+                project.slug, project.status.value, str(project.ends_on or ""),
+                ", ".join(sorted(m.username for m in project.memberships)),
+                ", ".join(sorted(g.dataset_slug for g in project.grants if g.in_force(today))),
+            )
+    console.print(table)
+
+
+@demo_app.command("data")
+def demo_data(scale: Annotated[float, typer.Option(help="1.0 gives tens of thousands of rows.")] = 1.0) -> None:
+    """Generate the synthetic demo datasets (deterministic; reused when already there)."""
+    from datasets.demo_data import generate_demo_datasets
+
+    settings = TRESettings()
+    with console.status("Generating synthetic datasets (claims, hospital stays, lab results)…"):
+        generated = generate_demo_datasets(settings.data_root, scale=scale)
+    for dataset in generated.values():
+        console.print(f"  {dataset.slug}: {dataset.row_count:,} rows in {dataset.directory}")
+
+
+@demo_app.command("init")
+def demo_init(scale: Annotated[float, typer.Option(help="Size of the synthetic data.")] = 1.0) -> None:
+    """Database, synthetic data, demo catalogue and demo password: everything the demo hub needs."""
+    from datasets.demo_login import demo_password
+
+    settings = TRESettings()
+    db_upgrade()
+    demo_data(scale=scale)
+    catalogue_load(DEMO_CATALOGUE)
+    demo_password(settings.secrets_dir)
+
+
+@demo_app.command("password")
+def demo_password_command() -> None:
+    """Print the demo accounts' password."""
+    from datasets.demo_login import demo_password
+
+    print(demo_password(TRESettings().secrets_dir))
+
+
+@images_app.command("build")
+def images_build(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Images under images/ (default: singleuser).")] = None,
+    ca_bundle: Annotated[
+        Optional[Path],
+        typer.Option(envvar="TRE_EXTRA_CA_BUNDLE",
+                     help="Extra CA certificates for the build's downloads (a TLS proxy's CA)."),
+    ] = None,
+) -> None:
+    """Build analysis images (and the Debian base image when it is missing)."""
+    import docker
+
+    from images.build import ImageBuildError, build_image, ensure_base_image
+
+    if ca_bundle is None and Path("/etc/ssl/certs/ca-certificates.crt").exists():
+        ca_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if ca_bundle is not None and not ca_bundle.is_file():
+        _fail(f"CA bundle {ca_bundle} does not exist; give the path of a PEM file with --ca-bundle.")
+    client = docker.from_env(timeout=600)
+    with console.status("Base image debian:bookworm-slim…") as status:
+        ensure_base_image(client, progress=lambda line: status.update(f"Base image: {line[:100]}"))
+    for name in names or ["singleuser"]:
+        with console.status(f"Building {name}…") as status:
+            try:
+                image_id = build_image(
+                    client, name, ca_bundle=ca_bundle,
+                    progress=lambda line, name=name: status.update(f"{name}: {line.strip()[:110]}"),
+                )
+            except ImageBuildError as exc:
+                _fail(str(exc))
+        console.print(f"  {name}: {image_id}")
+
+
+def main() -> None:  # pragma: no cover
+    os.umask(0o022)
+    app()

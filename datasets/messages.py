@@ -1,0 +1,31 @@
+"""The English source text of every refusal a person may see; French in ``locale/fr``."""
+
+from datasets.catalogue import AccessRefused, Refusal
+from datasets.i18n import translate
+
+REFUSALS: dict[Refusal, str] = {
+    Refusal.NOT_A_PROJECT: (
+        "There is no project called “{project}”. Start a workspace from your home page, "
+        "where your projects are listed."
+    ),
+    Refusal.NOT_A_MEMBER: (
+        "You are not a member of project {project}. Ask its principal investigator "
+        "({investigator}) to add you, through a data steward."
+    ),
+    Refusal.PROJECT_NOT_STARTABLE: (
+        "Project {project} is {status}: its workspaces cannot start. Ask a data steward."
+    ),
+    Refusal.PROJECT_NOT_STARTED: (
+        "Project {project} starts on {date}; its workspaces can start from that day."
+    ),
+    Refusal.PROJECT_ENDED: (
+        "Project {project} ended on {date}. Ask a data steward to extend it if your work goes on."
+    ),
+    Refusal.NO_DATASET_IN_FORCE: (
+        "Project {project} has no dataset grant in force today. Ask a data steward to renew its grants."
+    ),
+}
+
+
+def explain(refusal: AccessRefused, language: str) -> str:
+    return translate(language, REFUSALS[refusal.reason], **refusal.params)

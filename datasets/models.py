@@ -1,0 +1,134 @@
+"""Typed SQLAlchemy models of the catalogue.
+
+The schema changes only through Alembic migrations (``datasets/migrations``); ``tre db upgrade``
+applies them. Slugs are the stable, human-readable keys used in URLs, server names and mounts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import JSON, Date, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SLUG = r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ProjectStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+# Workspaces can start only in these states; the others explain themselves in refusals.
+STARTABLE_STATUSES = frozenset({ProjectStatus.APPROVED, ProjectStatus.ACTIVE})
+
+
+class MemberRole(enum.StrEnum):
+    PRINCIPAL_INVESTIGATOR = "principal_investigator"
+    RESEARCHER = "researcher"
+
+
+class Person(Base):
+    __tablename__ = "people"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    is_data_steward: Mapped[bool] = mapped_column(default=False)
+    # An output checker is accredited until this date (inclusive); None means not a checker.
+    checker_accredited_until: Mapped[dt.date | None] = mapped_column(Date)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="person")
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    slug: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    data_controller: Mapped[str] = mapped_column(String(200))
+    sensitivity: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(32))
+    # Relative to the data root; the spawner refuses anything that escapes it.
+    storage_path: Mapped[str] = mapped_column(String(500))
+    row_count: Mapped[int | None]
+    licence: Mapped[str] = mapped_column(Text, default="")
+    # [{"name", "type", "description", "identifier": "direct"|"indirect"|null}]
+    columns: Mapped[list[Any]] = mapped_column(default=list)
+    # {"file name": "sha256 hex"}
+    file_hashes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    grants: Mapped[list[Grant]] = relationship(back_populates="dataset")
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    slug: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    lay_summary: Mapped[str] = mapped_column(Text, default="")
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    public_interest: Mapped[str] = mapped_column(Text, default="")
+    principal_investigator: Mapped[str] = mapped_column(String(200))
+    approval_reference: Mapped[str | None] = mapped_column(String(100))
+    starts_on: Mapped[dt.date | None] = mapped_column(Date)
+    ends_on: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[ProjectStatus] = mapped_column(
+        Enum(ProjectStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=ProjectStatus.REQUESTED,
+    )
+    # Per-project resource limits; None falls back to the platform defaults in settings.
+    mem_limit: Mapped[str | None] = mapped_column(String(16))
+    cpu_limit: Mapped[float | None]
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="project", cascade="all, delete-orphan"
+    )
+    grants: Mapped[list[Grant]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    project_slug: Mapped[str] = mapped_column(ForeignKey("projects.slug"), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("people.username"), primary_key=True)
+    role: Mapped[MemberRole] = mapped_column(
+        Enum(MemberRole, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e]),
+        default=MemberRole.RESEARCHER,
+    )
+
+    project: Mapped[Project] = relationship(back_populates="memberships")
+    person: Mapped[Person] = relationship(back_populates="memberships")
+
+
+class Grant(Base):
+    """A project may use a dataset version from ``starts_on`` until ``ends_on`` (inclusive)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("project_slug", "dataset_slug", "starts_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_slug: Mapped[str] = mapped_column(ForeignKey("projects.slug"))
+    dataset_slug: Mapped[str] = mapped_column(ForeignKey("datasets.slug"))
+    dataset_version: Mapped[str] = mapped_column(String(32))
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    approved_by: Mapped[str] = mapped_column(String(64))
+    approval_reference: Mapped[str] = mapped_column(String(100))
+
+    project: Mapped[Project] = relationship(back_populates="grants")
+    dataset: Mapped[Dataset] = relationship(back_populates="grants")
+
+    def in_force(self, on: dt.date) -> bool:
+        return self.starts_on <= on <= self.ends_on

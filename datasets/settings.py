@@ -1,0 +1,64 @@
+"""One typed settings object for the whole TRE, read from ``TRE_*`` environment variables.
+
+The hub configuration, the CLI and the tests all build their paths from here, so a demo, a test
+run and a production host differ only in their environment.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TRESettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRE_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("/var/lib/tre"),
+        description="State directory: databases, data store, project workspaces, secrets.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the TRE database (catalogue). Default: SQLite in `home`.",
+    )
+    instance: str = Field(
+        default="demo",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,30}$",
+        description="Name of this installation; every Docker object it creates is labelled with it.",
+    )
+    public_ip: str = "127.0.0.1"
+    public_port: int = 8000
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    singleuser_image: str = "tre/singleuser:latest"
+    mem_limit: str = "2G"
+    cpu_limit: float = 1.0
+    proxy_command: str = str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def catalogue_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'tre.sqlite'}"
+
+    @property
+    def data_root(self) -> Path:
+        """Where dataset versions are stored, one folder per dataset; mounted read-only."""
+        return self.home / "data"
+
+    @property
+    def workspaces_root(self) -> Path:
+        """Project workspaces (/project) and per-user homes live below this folder."""
+        return self.home / "workspaces"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"

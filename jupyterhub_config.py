@@ -1,0 +1,50 @@
+"""JupyterHub configuration of the TRE: wiring only. Settings come from TRE_* environment
+variables (datasets/settings.py); logic lives in the packages, where it is tested."""
+
+from datasets.catalogue import known_people
+from datasets.db import session_scope
+from datasets.settings import TRESettings
+from spawner.home_page import TEMPLATES, HomePageSource
+
+settings = TRESettings()
+c = get_config()  # noqa: F821 - provided by JupyterHub
+
+# --- where it listens -------------------------------------------------------------------------
+c.JupyterHub.bind_url = f"http://{settings.public_ip}:{settings.public_port}"
+# Workspaces reach the hub API through their project network's gateway, so the hub listens on
+# all addresses of the host; only its API is there, behind tokens.
+c.JupyterHub.hub_ip = "0.0.0.0"
+c.JupyterHub.hub_port = settings.hub_port
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+c.ConfigurableHTTPProxy.command = [settings.proxy_command]
+
+# --- state -------------------------------------------------------------------------------------
+c.JupyterHub.db_url = f"sqlite:///{settings.home / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(settings.secrets_dir / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(settings.home / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.pid_file = str(settings.home / "proxy.pid")
+
+# --- who signs in: people of the catalogue ----------------------------------------------------
+c.JupyterHub.authenticator_class = "tre-demo"
+c.DemoAuthenticator.catalogue_url = settings.catalogue_url
+c.DemoAuthenticator.password_file = str(settings.secrets_dir / "demo-password")
+with session_scope(settings.catalogue_url) as session:
+    c.Authenticator.admin_users = {p.username for p in known_people(session).values() if p.is_admin}
+
+# --- one named server per project --------------------------------------------------------------
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.default_url = "/hub/home"
+c.JupyterHub.spawner_class = "project"
+c.ProjectSpawner.image = settings.singleuser_image
+c.ProjectSpawner.instance = settings.instance
+c.ProjectSpawner.catalogue_url = settings.catalogue_url
+c.ProjectSpawner.data_root = str(settings.data_root)
+c.ProjectSpawner.workspaces_root = str(settings.workspaces_root)
+c.ProjectSpawner.default_mem_limit = settings.mem_limit
+c.ProjectSpawner.default_cpu_limit = settings.cpu_limit
+c.Spawner.http_timeout = 120
+c.Spawner.start_timeout = 180
+
+# --- pages ---------------------------------------------------------------------------------------
+c.JupyterHub.template_paths = [TEMPLATES]
+c.JupyterHub.template_vars = {"tre": HomePageSource(settings.catalogue_url), "tre_demo_login": True}

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Sets up everything the TRE needs on a Debian 12 host, then starts the demo or runs the tests.
+#
+#   sudo ./setup.sh demo    # install what is missing, start the demo on http://127.0.0.1:8000
+#   sudo ./setup.sh test    # install what is missing, run the whole test suite
+#   sudo ./setup.sh stop    # stop the demo hub and its workspaces
+#   sudo ./setup.sh reset   # stop, then delete the demo's data (.tre/demo) and Docker objects
+#
+# Every step checks first and reuses what exists, so a second run is fast.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$REPO"
+ACTION="${1:-}"
+VENV="$REPO/.venv"
+DEMO_HOME="$REPO/.tre/demo"
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ "$ACTION" =~ ^(demo|test|stop|reset)$ ]] || usage
+
+if [[ $EUID -ne 0 ]]; then
+  exec sudo --preserve-env=TRE_EXTRA_CA_BUNDLE,HTTP_PROXY,HTTPS_PROXY,NO_PROXY "$0" "$@"
+fi
+
+STEP=0
+step() { STEP=$((STEP + 1)); STEP_START=$SECONDS; printf '\n\033[1m==> [%s] %s\033[0m\n' "$STEP" "$*"; }
+done_step() { printf '    done in %ss\n' "$((SECONDS - STEP_START))"; }
+die() { printf '\033[31mError:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# --- Debian packages ------------------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg"); done
+  [[ ${#missing[@]} -eq 0 ]] && { echo "    present: $*"; return; }
+  echo "    installing: ${missing[*]}"
+  if [[ $APT_UPDATED -eq 0 ]]; then apt-get update -q; APT_UPDATED=1; fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+system_packages() {
+  step "Debian packages (Python venv, Docker engine, debootstrap, Node.js)"
+  apt_install python3-venv python3-dev gcc ca-certificates curl iptables debootstrap docker.io
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  done_step
+}
+
+# --- Docker engine --------------------------------------------------------------------------------
+docker_engine() {
+  step "Docker engine"
+  if docker info >/dev/null 2>&1; then
+    echo "    a Docker engine answers: reusing it"
+  elif [[ -d /run/systemd/system ]]; then
+    systemctl enable --now docker
+  else
+    echo "    no systemd here: starting dockerd in the background (log: /var/log/tre-dockerd.log)"
+    nohup dockerd >>/var/log/tre-dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || die "the Docker engine did not answer within 60 s; see /var/log/tre-dockerd.log"
+  echo "    engine $(docker version --format '{{.Server.Version}}')"
+  done_step
+}
+
+# --- Python ---------------------------------------------------------------------------------------
+python_env() {
+  step "Python virtual environment (.venv) with the pinned dependencies (requirements.lock)"
+  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+  local stamp="$VENV/.tre-lock.sha256" want
+  want="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    "$VENV/bin/pip" install --progress-bar on --require-hashes -r requirements.lock
+    "$VENV/bin/pip" install --no-deps -e . >/dev/null
+    echo "$want" >"$stamp"
+  else
+    echo "    up to date"
+  fi
+  done_step
+}
+
+# --- Node tools -----------------------------------------------------------------------------------
+node_tools() {
+  step "configurable-http-proxy (pinned in package-lock.json, installed in ./node_modules)"
+  local stamp="node_modules/.tre-lock.sha256" want
+  want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    npm ci --no-audit --no-fund
+    echo "$want" >"$stamp"
+  else
+    echo "    up to date"
+  fi
+  node_modules/.bin/configurable-http-proxy --version >/dev/null || die "configurable-http-proxy does not run"
+  done_step
+}
+
+# --- Images ---------------------------------------------------------------------------------------
+analysis_images() {
+  step "Analysis images (base debian:bookworm-slim, then singleuser; cached after the first build)"
+  "$VENV/bin/tre" images build singleuser
+  done_step
+}
+
+setup_all() { system_packages; docker_engine; python_env; node_tools; analysis_images; }
+
+# --- Demo -----------------------------------------------------------------------------------------
+hub_pid() { local f="$DEMO_HOME/jupyterhub.pid"; [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+
+start_demo() {
+  export TRE_HOME="$DEMO_HOME" TRE_INSTANCE=demo
+  step "Demo catalogue, synthetic datasets and accounts (in $DEMO_HOME)"
+  "$VENV/bin/tre" demo init
+  done_step
+  step "JupyterHub on http://127.0.0.1:8000"
+  if pid=$(hub_pid); then
+    echo "    already running (pid $pid)"
+  else
+    nohup "$VENV/bin/jupyterhub" -f "$REPO/jupyterhub_config.py" >>"$DEMO_HOME/hub.log" 2>&1 &
+    for _ in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:8000/hub/health && break; sleep 1; done
+    curl -fsS -o /dev/null http://127.0.0.1:8000/hub/health || die "the hub did not start; see $DEMO_HOME/hub.log"
+  fi
+  done_step
+  cat <<MSG
+
+The demo runs on http://127.0.0.1:8000 (bound to 127.0.0.1 only: open it from this machine,
+or through an SSH tunnel: ssh -L 8000:127.0.0.1:8000 <host>).
+
+  Demo login (local accounts, synthetic data): alice, erin (project cardio-risk), bob
+  (diabetes-outcomes), carol and dave (output checkers), admin.
+  Password for every demo account: $("$VENV/bin/tre" demo password)
+
+  Hub log: $DEMO_HOME/hub.log      Stop: sudo ./setup.sh stop      Reset: sudo ./setup.sh reset
+MSG
+}
+
+stop_demo() {
+  step "Stopping the demo hub and its workspaces"
+  if pid=$(hub_pid); then
+    kill "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  fi
+  if docker info >/dev/null 2>&1; then
+    docker ps -aq --filter label=tre.instance=demo --filter label=tre.component=workspace | xargs -r docker rm -f >/dev/null
+    docker network ls -q --filter label=tre.instance=demo | xargs -r docker network rm >/dev/null
+  fi
+  done_step
+}
+
+case "$ACTION" in
+  demo) setup_all; start_demo ;;
+  test)
+    setup_all
+    step "Test suite: unit, then integration (real Docker engine, hub and proxy)"
+    "$VENV/bin/python" -m pytest tests
+    ;;
+  stop) stop_demo ;;
+  reset) stop_demo; rm -rf "$DEMO_HOME"; echo "    deleted $DEMO_HOME" ;;
+esac

@@ -1,0 +1,1 @@
+"""ProjectSpawner: (user, project) -> a workspace plan (pure) -> applied to a container engine."""

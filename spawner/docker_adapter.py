@@ -1,0 +1,66 @@
+"""Applies a WorkspacePlan to a Docker engine: the only module here that knows Docker's shapes.
+
+Functions take the low-level ``docker.APIClient`` DockerSpawner already holds and block: the
+spawner runs them in its thread pool, never on the hub's event loop.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import docker
+from docker.errors import APIError, NotFound
+
+from spawner.plan import NetworkPlan, WorkspacePlan
+
+
+def ensure_network(client: docker.APIClient, network: NetworkPlan) -> str:
+    """Create the project's network if missing; return its gateway address (the host's side)."""
+    try:
+        info = client.inspect_network(network.name)
+    except NotFound:
+        try:
+            client.create_network(
+                network.name, driver="bridge", internal=network.internal, labels=network.labels,
+                check_duplicate=True,
+            )
+        except APIError as exc:
+            if exc.status_code != 409:  # another spawn of the same project created it first
+                raise
+        info = client.inspect_network(network.name)
+    if info.get("Labels", {}).get("tre.managed") != "true":
+        raise RuntimeError(
+            f"Docker network {network.name} exists but was not created by the TRE; "
+            "remove or rename it, then start the workspace again."
+        )
+    return info["IPAM"]["Config"][0]["Gateway"].split("/")[0]
+
+
+def prepare_directories(plan: WorkspacePlan) -> None:
+    """Create the project's shared folder and the user's home, owned by the workspace user."""
+    for directory in plan.writable_dirs:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chown(directory, plan.uid, plan.gid)
+    for mount in plan.dataset_mounts:
+        if not mount.source.is_dir():
+            raise FileNotFoundError(
+                f"dataset folder {mount.source} is missing on this host; a data steward must restore it"
+            )
+
+
+def volumes(plan: WorkspacePlan) -> dict[str, dict[str, str]]:
+    """DockerSpawner's ``volumes`` trait: host path -> bind target and mode."""
+    return {
+        str(m.source): {"bind": str(m.target), "mode": "ro" if m.read_only else "rw"}
+        for m in plan.mounts
+    }
+
+
+def create_kwargs(plan: WorkspacePlan) -> dict[str, Any]:
+    return {
+        "labels": plan.labels,
+        "user": f"{plan.uid}:{plan.gid}",
+        "working_dir": str(plan.working_dir),
+        "hostname": plan.project,
+    }

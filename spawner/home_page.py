@@ -1,0 +1,53 @@
+"""What the hub's home page shows: the signed-in person's projects, in their language.
+
+JupyterHub calls ``template_vars`` callables with the user only and has no async form, so this
+reads the catalogue synchronously; the query is one indexed lookup, and results are cached briefly
+so that page reloads do not reach the database each time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets.catalogue import ProjectSummary, projects_of
+from datasets.db import session_scope
+from datasets.i18n import negotiate, translate
+
+TEMPLATES = str(Path(__file__).resolve().parent / "templates")
+
+
+@dataclass
+class HomePage:
+    projects: list[ProjectSummary]
+
+    def language(self, static_url) -> str:
+        """The browser's language. Templates receive no request, but ``static_url`` is a method of
+        the page's handler, so its request headers are reachable through it."""
+        handler = getattr(static_url, "__self__", None)
+        request = getattr(handler, "request", None)
+        return negotiate(request.headers.get("Accept-Language") if request else None)
+
+    @staticmethod
+    def text(language: str, message: str) -> str:
+        return translate(language, message)
+
+
+class HomePageSource:
+    def __init__(self, catalogue_url: str, ttl_seconds: float = 5.0) -> None:
+        self.catalogue_url = catalogue_url
+        self.ttl_seconds = ttl_seconds
+        self._cache: dict[str, tuple[float, list[ProjectSummary]]] = {}
+
+    def __call__(self, user) -> HomePage:
+        if user is None:
+            return HomePage(projects=[])
+        cached = self._cache.get(user.name)
+        if cached and time.monotonic() - cached[0] < self.ttl_seconds:
+            return HomePage(projects=cached[1])
+        with session_scope(self.catalogue_url) as session:
+            projects = projects_of(session, user.name, dt.date.today())
+        self._cache[user.name] = (time.monotonic(), projects)
+        return HomePage(projects=projects)

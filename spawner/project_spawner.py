@@ -1,0 +1,118 @@
+"""ProjectSpawner: DockerSpawner for one workspace per (user, approved project).
+
+The server name is the project's slug (``/user/<user>/<project>/``). At each start the catalogue
+decides what the workspace may hold (``datasets.catalogue.workspace_access``), a pure function
+turns that into a ``WorkspacePlan``, and ``docker_adapter`` applies it. A refusal reaches the
+browser in its own language and says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Float, Unicode, default
+
+from datasets.catalogue import AccessRefused, WorkspaceAccess, workspace_access
+from datasets.db import session_scope
+from datasets.i18n import negotiate, translate
+from datasets.messages import explain
+from spawner import docker_adapter
+from spawner.plan import WorkspacePlan, make_workspace_plan
+
+
+class WorkspaceRefused(web.HTTPError):
+    """403 whose message JupyterHub shows as is, on its error page and in API replies."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(403, "%s", message)
+        self.jupyterhub_message = message
+
+
+IMAGE_CHOSEN_BY_CATALOGUE = (
+    "The image of a workspace is the one pinned for its project; it cannot be chosen at start."
+)
+
+
+class ProjectSpawner(DockerSpawner):
+    catalogue_url = Unicode(help="SQLAlchemy URL of the TRE catalogue.").tag(config=True)
+    data_root = Unicode(help="Host folder holding the datasets, one folder each.").tag(config=True)
+    workspaces_root = Unicode(help="Host folder of project workspaces and homes.").tag(config=True)
+    instance = Unicode("demo", help="Installation name, carried by every Docker object's labels.").tag(
+        config=True
+    )
+    default_mem_limit = Unicode("2G", help="Memory limit when the project sets none.").tag(config=True)
+    default_cpu_limit = Float(1.0, help="CPU limit when the project sets none.").tag(config=True)
+
+    plan: WorkspacePlan | None = None
+
+    @default("remove")
+    def _default_remove(self):
+        # Workspaces keep their state in mounted folders; a stopped container has nothing to keep.
+        return True
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        return True
+
+    @default("pull_policy")
+    def _default_pull_policy(self):
+        # Images are built and pinned here; an enclave pulls nothing.
+        return "never"
+
+    @property
+    def language(self) -> str:
+        request = getattr(self.handler, "request", None)
+        return negotiate(request.headers.get("Accept-Language") if request else None)
+
+    def _workspace_access(self) -> WorkspaceAccess:
+        with session_scope(self.catalogue_url) as session:
+            return workspace_access(session, self.user.name, self.name, dt.date.today())
+
+    async def _in_pool(self, function, *args):
+        return await asyncio.wrap_future(self.executor.submit(function, *args))
+
+    async def start(self):
+        if self.user_options.get("image"):
+            raise WorkspaceRefused(translate(self.language, IMAGE_CHOSEN_BY_CATALOGUE))
+        try:
+            access = await self._in_pool(self._workspace_access)
+        except AccessRefused as refusal:
+            self.log.warning("Refused workspace %s/%s: %s", self.user.name, self.name, refusal)
+            raise WorkspaceRefused(explain(refusal, self.language)) from None
+        plan = make_workspace_plan(
+            access,
+            instance=self.instance,
+            image=self.image,
+            data_root=Path(self.data_root),
+            workspaces_root=Path(self.workspaces_root),
+            default_mem_limit=self.default_mem_limit,
+            default_cpu_limit=self.default_cpu_limit,
+            ui_language=self.language,
+        )
+        gateway = await self._in_pool(docker_adapter.ensure_network, self.client, plan.network)
+        await self._in_pool(docker_adapter.prepare_directories, plan)
+        self._apply(plan, gateway)
+        self.log.info(
+            "Workspace %s/%s: datasets %s", self.user.name, self.name,
+            ", ".join(str(m.target) for m in plan.dataset_mounts),
+        )
+        return await super().start()
+
+    def _apply(self, plan: WorkspacePlan, hub_gateway: str) -> None:
+        """Set DockerSpawner's traits from the plan; DockerSpawner then creates the container."""
+        self.plan = plan
+        self.object_name = plan.container_name
+        self.network_name = plan.network.name
+        self.volumes = docker_adapter.volumes(plan)
+        self.mem_limit = plan.mem_limit
+        self.cpu_limit = plan.cpu_limit
+        self.extra_create_kwargs = docker_adapter.create_kwargs(plan)
+        self.environment = dict(plan.env)
+        self.notebook_dir = str(plan.working_dir)
+        # The workspace reaches the hub through its own network's gateway, nothing else.
+        self.hub_connect_url = f"http://{hub_gateway}:{urlparse(self.hub.api_url).port}"

@@ -15,6 +15,7 @@ c.JupyterHub.bind_url = f"http://{settings.public_ip}:{settings.public_port}"
 # all addresses of the host; only its API is there, behind tokens.
 c.JupyterHub.hub_ip = "0.0.0.0"
 c.JupyterHub.hub_port = settings.hub_port
+c.JupyterHub.hub_connect_ip = "127.0.0.1"  # how the proxy reaches it; workspaces get their own URL
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
 c.ConfigurableHTTPProxy.command = [settings.proxy_command]
 

@@ -1,0 +1,21 @@
+"""Hub configuration for benchmarks: the TRE's own, plus an admin service token for the driver,
+and, when TRE_BENCH_SPAWNER=plain, a plain DockerSpawner with the same image and network."""
+
+import os
+from pathlib import Path
+
+load_subconfig(str(Path(__file__).resolve().parent.parent / "jupyterhub_config.py"))  # noqa: F821
+c = get_config()  # noqa: F821
+
+c.JupyterHub.services = [{"name": "benchmark", "api_token": os.environ["TRE_BENCH_TOKEN"]}]
+c.JupyterHub.load_roles = [{"name": "benchmark", "scopes": ["admin:users", "admin:servers"], "services": ["benchmark"]}]
+
+if os.environ.get("TRE_BENCH_SPAWNER") == "plain":
+    c.JupyterHub.spawner_class = "docker"
+    c.DockerSpawner.image = os.environ["TRE_BENCH_IMAGE"]
+    c.DockerSpawner.network_name = os.environ["TRE_BENCH_NETWORK"]
+    c.DockerSpawner.use_internal_ip = True
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.pull_policy = "never"
+    c.DockerSpawner.hub_connect_url = os.environ["TRE_BENCH_HUB_CONNECT_URL"]
+    c.DockerSpawner.extra_create_kwargs = {"labels": {"tre.managed": "true", "tre.instance": os.environ["TRE_INSTANCE"]}}

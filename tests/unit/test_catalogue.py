@@ -1,0 +1,129 @@
+"""Who may start which workspace, as the catalogue decides it, and how catalogue files load."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from datasets import catalogue as cat
+from datasets.catalogue import AccessRefused, Refusal, workspace_access
+from datasets.cli import DEMO_CATALOGUE
+from datasets.db import session_scope
+from datasets.messages import explain
+from datasets.models import Grant, Project, ProjectStatus
+
+TODAY = dt.date(2026, 11, 23)
+
+
+def access(url, user, project, today=TODAY):
+    with session_scope(url) as session:
+        return workspace_access(session, user, project, today)
+
+
+def refusal(url, user, project, today=TODAY) -> AccessRefused:
+    with pytest.raises(AccessRefused) as caught:
+        access(url, user, project, today)
+    return caught.value
+
+
+def test_members_get_exactly_their_projects_datasets(catalogue_url):
+    assert [d.slug for d in access(catalogue_url, "alice", "cardio-risk").datasets] == ["claims", "hospital_stays"]
+    assert [d.slug for d in access(catalogue_url, "erin", "cardio-risk").datasets] == ["claims", "hospital_stays"]
+    assert [d.slug for d in access(catalogue_url, "bob", "diabetes-outcomes").datasets] == ["claims", "lab_results"]
+
+
+def test_non_member_is_refused_and_told_whom_to_ask(catalogue_url):
+    refused = refusal(catalogue_url, "alice", "diabetes-outcomes")
+    assert refused.reason is Refusal.NOT_A_MEMBER
+    assert "Bob Lefèvre" in explain(refused, "en")
+    assert "Vous n’êtes pas membre du projet diabetes-outcomes" in explain(refused, "fr")
+
+
+def test_unknown_project_and_default_server_are_refused(catalogue_url):
+    assert refusal(catalogue_url, "alice", "no-such-project").reason is Refusal.NOT_A_PROJECT
+    assert refusal(catalogue_url, "alice", "").reason is Refusal.NOT_A_PROJECT
+
+
+def test_checker_who_is_not_a_member_gets_nothing(catalogue_url):
+    assert refusal(catalogue_url, "carol", "cardio-risk").reason is Refusal.NOT_A_MEMBER
+
+
+def test_grants_count_only_between_their_dates(catalogue_url):
+    with session_scope(catalogue_url) as session:
+        grant = session.scalars(
+            select(Grant).where(Grant.project_slug == "cardio-risk", Grant.dataset_slug == "claims")
+        ).one()
+        grant.ends_on = dt.date(2026, 10, 31)
+    assert [d.slug for d in access(catalogue_url, "alice", "cardio-risk").datasets] == ["hospital_stays"]
+    # on its last day a grant is still in force
+    assert len(access(catalogue_url, "alice", "cardio-risk", dt.date(2026, 10, 31)).datasets) == 2
+
+
+def test_no_grant_in_force_refuses_the_workspace(catalogue_url):
+    refused = refusal(catalogue_url, "bob", "diabetes-outcomes", dt.date(2029, 1, 1))
+    # the project itself ended first, which is what a person must hear
+    assert refused.reason is Refusal.PROJECT_ENDED
+    assert "2028-12-31" in explain(refused, "en")
+    with session_scope(catalogue_url) as session:
+        session.get(Project, "diabetes-outcomes").ends_on = None
+    assert refusal(catalogue_url, "bob", "diabetes-outcomes", dt.date(2029, 1, 1)).reason is Refusal.NO_DATASET_IN_FORCE
+
+
+def test_suspended_project_cannot_start(catalogue_url):
+    with session_scope(catalogue_url) as session:
+        session.get(Project, "cardio-risk").status = ProjectStatus.SUSPENDED
+    refused = refusal(catalogue_url, "alice", "cardio-risk")
+    assert refused.reason is Refusal.PROJECT_NOT_STARTABLE
+    assert "suspended" in explain(refused, "en")
+
+
+def test_loading_twice_changes_nothing(catalogue_url, tmp_path):
+    with session_scope(catalogue_url) as session:
+        counts = cat.load_catalogue(session, cat.read_catalogue_file(DEMO_CATALOGUE), tmp_path / "data")
+        assert counts == {"people": 7, "datasets": 3, "projects": 2}
+        assert len(session.scalars(select(Grant)).all()) == 4
+    assert [d.slug for d in access(catalogue_url, "alice", "cardio-risk").datasets] == ["claims", "hospital_stays"]
+
+
+def test_dataset_files_are_fingerprinted(catalogue_url):
+    from datasets.models import Dataset
+
+    with session_scope(catalogue_url) as session:
+        claims = session.get(Dataset, "claims")
+        assert claims.row_count == 2
+        assert list(claims.file_hashes) == ["claims.parquet"] and len(claims.file_hashes["claims.parquet"]) == 64
+        assert {c["name"]: c["identifier"] for c in claims.columns}["patient_id"] == "direct"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("projects: [", "not valid YAML"),
+        ("projects:\n  - slug: Bad Slug\n    title: x\n    principal_investigator: y\n", "projects.0.slug"),
+        ("people: []\nprojects:\n  - slug: p-one\n    title: x\n    principal_investigator: y\n"
+         "    members: [{username: ghost}]\n", "member ghost is not listed under people"),
+        ("datasets:\n  - {slug: d-one, title: t, data_controller: c, sensitivity: s, version: '1',"
+         " storage_path: ../etc}\n", "inside the data root"),
+        ("colour: blue\n", "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_catalogue_files_say_what_is_wrong(tmp_path: Path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(cat.CatalogueFileError, match=expected) as caught:
+        cat.read_catalogue_file(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_failed_load_leaves_the_catalogue_as_it_was(catalogue_url, tmp_path):
+    broken = cat.read_catalogue_file(DEMO_CATALOGUE)
+    broken.projects[0].title = "Changed title"
+    broken.datasets[0].storage_path = "missing-folder"
+    with pytest.raises(cat.CatalogueFileError, match="no files at"):
+        with session_scope(catalogue_url) as session:
+            cat.load_catalogue(session, broken, tmp_path / "data")
+    with session_scope(catalogue_url) as session:
+        assert session.get(Project, "cardio-risk").title == "Cardiovascular risk after hospital stays"

@@ -1,0 +1,108 @@
+"""The workspace plan of each demo project: mounts, modes, names, labels. Pure: no engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from datasets.catalogue import GrantedDataset, WorkspaceAccess, workspace_access
+from datasets.db import session_scope
+from spawner import docker_adapter
+from spawner.plan import UnsafeStoragePath, make_workspace_plan
+
+DATA = Path("/srv/tre/data")
+WORKSPACES = Path("/srv/tre/workspaces")
+
+
+def plan_for(url, user, project, **overrides):
+    with session_scope(url) as session:
+        access = workspace_access(session, user, project, dt.date(2026, 11, 23))
+    options = dict(instance="demo", image="tre/singleuser:latest", data_root=DATA, workspaces_root=WORKSPACES,
+                   default_mem_limit="2G", default_cpu_limit=1.0)
+    options.update(overrides)
+    return make_workspace_plan(access, **options)
+
+
+def mounts_of(plan):
+    return {str(m.target): (str(m.source), "ro" if m.read_only else "rw") for m in plan.mounts}
+
+
+def test_cardio_risk_plan_for_alice(catalogue_url):
+    plan = plan_for(catalogue_url, "alice", "cardio-risk")
+    assert mounts_of(plan) == {
+        "/data/claims": ("/srv/tre/data/claims", "ro"),
+        "/data/hospital_stays": ("/srv/tre/data/hospital_stays", "ro"),
+        "/project": ("/srv/tre/workspaces/cardio-risk/shared", "rw"),
+        "/home/alice": ("/srv/tre/workspaces/cardio-risk/homes/alice", "rw"),
+    }
+    assert plan.container_name == "tre-demo-cardio-risk-alice"
+    assert plan.network.name == "tre-demo-cardio-risk" and plan.network.internal
+    assert plan.env["HOME"] == "/home/alice" and plan.working_dir == PurePosixPath("/project")
+    assert plan.labels["tre.project"] == "cardio-risk" and plan.labels["tre.user"] == "alice"
+    assert plan.uid == 1000
+
+
+def test_members_of_one_project_share_project_but_not_home(catalogue_url):
+    alice, erin = (plan_for(catalogue_url, u, "cardio-risk") for u in ("alice", "erin"))
+    assert mounts_of(alice)["/project"] == mounts_of(erin)["/project"]
+    assert mounts_of(alice)["/home/alice"] != mounts_of(erin)["/home/erin"]
+    assert alice.network == erin.network
+
+
+def test_diabetes_outcomes_plan_for_bob(catalogue_url):
+    plan = plan_for(catalogue_url, "bob", "diabetes-outcomes")
+    assert {t: m for t, m in mounts_of(plan).items() if t.startswith("/data")} == {
+        "/data/claims": ("/srv/tre/data/claims", "ro"),
+        "/data/lab_results": ("/srv/tre/data/lab_results", "ro"),
+    }
+    assert mounts_of(plan)["/project"] == ("/srv/tre/workspaces/diabetes-outcomes/shared", "rw")
+    assert plan.network.name == "tre-demo-diabetes-outcomes"
+
+
+def test_projects_never_share_network_or_project_folder(catalogue_url):
+    cardio = plan_for(catalogue_url, "alice", "cardio-risk")
+    diabetes = plan_for(catalogue_url, "bob", "diabetes-outcomes")
+    assert cardio.network.name != diabetes.network.name
+    assert mounts_of(cardio)["/project"] != mounts_of(diabetes)["/project"]
+
+
+def test_every_dataset_mount_is_read_only_and_every_other_mount_writable(catalogue_url):
+    for user, project in (("alice", "cardio-risk"), ("bob", "diabetes-outcomes")):
+        plan = plan_for(catalogue_url, user, project)
+        for mount in plan.mounts:
+            assert mount.read_only == str(mount.target).startswith("/data/")
+
+
+def test_docker_volumes_carry_the_modes(catalogue_url):
+    volumes = docker_adapter.volumes(plan_for(catalogue_url, "bob", "diabetes-outcomes"))
+    assert volumes["/srv/tre/data/lab_results"] == {"bind": "/data/lab_results", "mode": "ro"}
+    assert volumes["/srv/tre/workspaces/diabetes-outcomes/shared"] == {"bind": "/project", "mode": "rw"}
+    assert "/srv/tre/data/hospital_stays" not in volumes
+
+
+def test_project_limits_override_defaults(catalogue_url):
+    from datasets.models import Project
+
+    assert plan_for(catalogue_url, "alice", "cardio-risk").mem_limit == "2G"
+    with session_scope(catalogue_url) as session:
+        session.get(Project, "cardio-risk").mem_limit = "8G"
+        session.get(Project, "cardio-risk").cpu_limit = 2.0
+    plan = plan_for(catalogue_url, "alice", "cardio-risk")
+    assert (plan.mem_limit, plan.cpu_limit) == ("8G", 2.0)
+
+
+@pytest.mark.parametrize("storage", ["/etc", "../other-store", "claims/../../etc"])
+def test_storage_paths_cannot_escape_the_data_root(storage):
+    access = WorkspaceAccess(
+        username="alice", project="cardio-risk", project_title="t", mem_limit=None, cpu_limit=None,
+        datasets=(GrantedDataset("claims", "1", PurePosixPath(storage), dt.date(2027, 1, 1)),),
+    )
+    with pytest.raises(UnsafeStoragePath):
+        make_workspace_plan(access, instance="demo", image="i", data_root=DATA, workspaces_root=WORKSPACES,
+                            default_mem_limit="2G", default_cpu_limit=1.0)
+
+
+def test_ui_language_reaches_the_workspace(catalogue_url):
+    assert plan_for(catalogue_url, "alice", "cardio-risk", ui_language="fr").env["TRE_UI_LANGUAGE"] == "fr"

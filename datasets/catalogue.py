@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from datasets.models import (
+    DATASET_SLUG,
     SLUG,
     STARTABLE_STATUSES,
     Dataset,
@@ -161,7 +162,7 @@ class ColumnEntry(_Strict):
 
 
 class DatasetEntry(_Strict):
-    slug: str = Field(pattern=SLUG)
+    slug: str = Field(pattern=DATASET_SLUG)
     title: str
     description: str = ""
     data_controller: str

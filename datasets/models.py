@@ -14,6 +14,8 @@ from sqlalchemy import JSON, Date, Enum, ForeignKey, String, Text, UniqueConstra
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SLUG = r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$"
+# Dataset slugs are folder names under /data, and the national databases use underscores.
+DATASET_SLUG = r"^[a-z][a-z0-9_-]{1,62}[a-z0-9]$"
 
 
 class Base(DeclarativeBase):

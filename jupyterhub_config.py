@@ -43,6 +43,7 @@ c.ProjectSpawner.data_root = str(settings.data_root)
 c.ProjectSpawner.workspaces_root = str(settings.workspaces_root)
 c.ProjectSpawner.default_mem_limit = settings.mem_limit
 c.ProjectSpawner.default_cpu_limit = settings.cpu_limit
+c.ProjectSpawner.pids_limit = settings.pids_limit
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 180
 

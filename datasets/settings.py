@@ -38,6 +38,7 @@ class TRESettings(BaseSettings):
     singleuser_image: str = "tre/singleuser:latest"
     mem_limit: str = "2G"
     cpu_limit: float = 1.0
+    pids_limit: int = 512
     proxy_command: str = str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
 
     @field_validator("home")

@@ -64,3 +64,18 @@ def create_kwargs(plan: WorkspacePlan) -> dict[str, Any]:
         "working_dir": str(plan.working_dir),
         "hostname": plan.project,
     }
+
+
+def host_config(plan: WorkspacePlan) -> dict[str, Any]:
+    """DockerSpawner's ``extra_host_config``: the hardening of the plan in Docker's terms."""
+    hardening = plan.hardening
+    return {
+        "read_only": hardening.read_only_root,
+        "tmpfs": dict(hardening.tmpfs),
+        "cap_drop": list(hardening.drop_capabilities),
+        "security_opt": ["no-new-privileges:true"] if hardening.no_new_privileges else [],
+        "pids_limit": hardening.pids_limit,
+        # no swap beyond the memory limit: a memory hog is stopped, not slowed into the host's swap
+        "memswap_limit": plan.mem_limit,
+        "init": True,
+    }

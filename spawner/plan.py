@@ -35,6 +35,18 @@ class NetworkPlan:
 
 
 @dataclass(frozen=True)
+class Hardening:
+    """What the workspace may do to the machine it runs on: as little as Jupyter needs."""
+
+    read_only_root: bool = True
+    # Jupyter writes to HOME (mounted) and to /tmp; nothing else of the image is writable.
+    tmpfs: tuple[tuple[str, str], ...] = (("/tmp", "rw,nosuid,nodev,size=1g"),)
+    drop_capabilities: tuple[str, ...] = ("ALL",)
+    no_new_privileges: bool = True
+    pids_limit: int = 512
+
+
+@dataclass(frozen=True)
 class WorkspacePlan:
     username: str
     project: str
@@ -50,6 +62,7 @@ class WorkspacePlan:
     labels: dict[str, str]
     mem_limit: str
     cpu_limit: float
+    hardening: Hardening = field(default_factory=Hardening)
     # Host folders the adapter must create (owned by uid:gid) before the mounts can work.
     writable_dirs: tuple[Path, ...] = field(default=())
 
@@ -90,6 +103,7 @@ def make_workspace_plan(
     workspaces_root: Path,
     default_mem_limit: str,
     default_cpu_limit: float,
+    pids_limit: int = 512,
     ui_language: str = "en",
 ) -> WorkspacePlan:
     """The workspace of ``access.username`` in ``access.project``, as the catalogue allows it today.
@@ -129,5 +143,6 @@ def make_workspace_plan(
         labels=labels,
         mem_limit=access.mem_limit or default_mem_limit,
         cpu_limit=access.cpu_limit or default_cpu_limit,
+        hardening=Hardening(pids_limit=pids_limit),
         writable_dirs=(shared_source, shared_source / "outputs", home_source),
     )

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Float, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
 from datasets.catalogue import AccessRefused, WorkspaceAccess, workspace_access
 from datasets.db import session_scope
@@ -47,6 +47,7 @@ class ProjectSpawner(DockerSpawner):
     )
     default_mem_limit = Unicode("2G", help="Memory limit when the project sets none.").tag(config=True)
     default_cpu_limit = Float(1.0, help="CPU limit when the project sets none.").tag(config=True)
+    pids_limit = Integer(512, help="Most processes a workspace may run at once.").tag(config=True)
 
     plan: WorkspacePlan | None = None
 
@@ -92,6 +93,7 @@ class ProjectSpawner(DockerSpawner):
             workspaces_root=Path(self.workspaces_root),
             default_mem_limit=self.default_mem_limit,
             default_cpu_limit=self.default_cpu_limit,
+            pids_limit=self.pids_limit,
             ui_language=self.language,
         )
         gateway = await self._in_pool(docker_adapter.ensure_network, self.client, plan.network)
@@ -112,6 +114,7 @@ class ProjectSpawner(DockerSpawner):
         self.mem_limit = plan.mem_limit
         self.cpu_limit = plan.cpu_limit
         self.extra_create_kwargs = docker_adapter.create_kwargs(plan)
+        self.extra_host_config = docker_adapter.host_config(plan)
         self.environment = dict(plan.env)
         self.notebook_dir = str(plan.working_dir)
         # The workspace reaches the hub through its own network's gateway, nothing else.

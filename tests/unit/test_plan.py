@@ -106,3 +106,12 @@ def test_storage_paths_cannot_escape_the_data_root(storage):
 
 def test_ui_language_reaches_the_workspace(catalogue_url):
     assert plan_for(catalogue_url, "alice", "cardio-risk", ui_language="fr").env["TRE_UI_LANGUAGE"] == "fr"
+
+
+def test_workspaces_are_hardened(catalogue_url):
+    config = docker_adapter.host_config(plan_for(catalogue_url, "alice", "cardio-risk"))
+    assert config["cap_drop"] == ["ALL"]
+    assert config["security_opt"] == ["no-new-privileges:true"]
+    assert config["read_only"] is True and set(config["tmpfs"]) == {"/tmp"}
+    assert config["pids_limit"] == 512 and config["memswap_limit"] == "2G"
+    assert "privileged" not in config and "devices" not in config

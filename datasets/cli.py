@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,10 +19,12 @@ db_app = typer.Typer(help="The TRE database.", no_args_is_help=True)
 catalogue_app = typer.Typer(help="Datasets, projects, people and grants.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo installation (synthetic data, local accounts).", no_args_is_help=True)
 images_app = typer.Typer(help="Analysis images.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(demo_app, name="demo")
 app.add_typer(images_app, name="images")
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 DEMO_CATALOGUE = Path(__file__).resolve().parent / "demo_catalogue.yaml"
@@ -143,6 +144,33 @@ def images_build(
         console.print(f"  {name}: {image_id}")
 
 
-def main() -> None:  # pragma: no cover
-    os.umask(0o022)
-    app()
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the whole chain; exit 1 naming the first changed, deleted or inserted row."""
+    from datasets import audit
+
+    with session_scope(TRESettings().catalogue_url) as session:
+        result = audit.verify(session)
+    if not result.ok:
+        _fail(f"audit log broken at row {result.first_bad_seq}: {result.problem}. "
+              "Keep the database as it is and alert the security officer.")
+    console.print(f"Audit log intact: {result.rows} rows.")
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write the audit log as JSON Lines, one event per line, with its hashes."""
+    import sys
+
+    from datasets import audit
+
+    with session_scope(TRESettings().catalogue_url) as session:
+        stream = output.open("w", encoding="utf-8") if output else sys.stdout
+        try:
+            for event in audit.events(session):
+                stream.write(audit.as_json_line(event) + "\n")
+        finally:
+            if output:
+                stream.close()

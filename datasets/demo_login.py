@@ -15,6 +15,8 @@ from pathlib import Path
 from jupyterhub.auth import Authenticator
 from traitlets import Unicode
 
+from datasets import audit
+from datasets.audit import AuditAction
 from datasets.catalogue import known_people
 from datasets.db import session_scope
 
@@ -38,9 +40,14 @@ class DemoAuthenticator(Authenticator):
     async def authenticate(self, handler, data):
         username = self.normalize_username(data.get("username", ""))
         expected = (await asyncio.to_thread(Path(self.password_file).read_text)).strip()
-        if not hmac.compare_digest(data.get("password", "").encode(), expected.encode()):
-            return None
-        return {"name": username}
+        accepted = hmac.compare_digest(data.get("password", "").encode(), expected.encode())
+        await asyncio.to_thread(self._audit, username, accepted, handler.request.remote_ip)
+        return {"name": username} if accepted else None
+
+    def _audit(self, username: str, accepted: bool, remote_ip: str) -> None:
+        with session_scope(self.catalogue_url) as session:
+            audit.record(session, username, AuditAction.LOGIN if accepted else AuditAction.LOGIN_FAILED,
+                         method="demo-password", remote_ip=remote_ip)
 
     async def check_allowed(self, username, authentication=None):
         return username in await asyncio.to_thread(self._catalogue_usernames)

@@ -17,6 +17,8 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Float, Integer, Unicode, default
 
+from datasets import audit
+from datasets.audit import AuditAction
 from datasets.catalogue import AccessRefused, WorkspaceAccess, workspace_access
 from datasets.db import session_scope
 from datasets.i18n import negotiate, translate
@@ -77,13 +79,23 @@ class ProjectSpawner(DockerSpawner):
     async def _in_pool(self, function, *args):
         return await asyncio.wrap_future(self.executor.submit(function, *args))
 
+    def _audit(self, action: AuditAction, **details) -> None:
+        with session_scope(self.catalogue_url) as session:
+            audit.record(session, self.user.name, action, project=self.name or None, **details)
+
+    async def audit(self, action: AuditAction, **details) -> None:
+        await self._in_pool(lambda: self._audit(action, **details))
+
     async def start(self):
         if self.user_options.get("image"):
+            await self.audit(AuditAction.WORKSPACE_REFUSED, reason="image_in_request",
+                             image=str(self.user_options["image"]))
             raise WorkspaceRefused(translate(self.language, IMAGE_CHOSEN_BY_CATALOGUE))
         try:
             access = await self._in_pool(self._workspace_access)
         except AccessRefused as refusal:
             self.log.warning("Refused workspace %s/%s: %s", self.user.name, self.name, refusal)
+            await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, **refusal.params)
             raise WorkspaceRefused(explain(refusal, self.language)) from None
         plan = make_workspace_plan(
             access,
@@ -103,7 +115,21 @@ class ProjectSpawner(DockerSpawner):
             "Workspace %s/%s: datasets %s", self.user.name, self.name,
             ", ".join(str(m.target) for m in plan.dataset_mounts),
         )
-        return await super().start()
+        address = await super().start()
+        await self.audit(
+            AuditAction.WORKSPACE_START,
+            container=self.container_id[:12],
+            image=plan.image,
+            mounts=[{"source": str(m.source), "target": str(m.target), "read_only": m.read_only}
+                    for m in plan.mounts],
+            datasets={d.slug: d.version for d in access.datasets},
+        )
+        return address
+
+    async def stop(self, now=False):
+        container = self.container_id[:12]
+        await super().stop(now=now)
+        await self.audit(AuditAction.WORKSPACE_STOP, container=container)
 
     def _apply(self, plan: WorkspacePlan, hub_gateway: str) -> None:
         """Set DockerSpawner's traits from the plan; DockerSpawner then creates the container."""

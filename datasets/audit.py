@@ -1,0 +1,96 @@
+"""The audit log: every security-relevant act, one append-only, hash-chained row.
+
+Each row's hash covers its own content and the previous row's hash, so changing, deleting or
+inserting a row breaks the chain from that row on; ``verify`` names the first bad row. Appends are
+serialised through a one-row head table (an UPDATE takes the write lock on SQLite and the row lock
+on PostgreSQL), so concurrent writers never fork the chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from datasets.models import AuditEvent, AuditHead
+
+GENESIS = "0" * 64
+
+
+class AuditAction(enum.StrEnum):
+    LOGIN = "login"
+    LOGIN_FAILED = "login.failed"
+    WORKSPACE_START = "workspace.start"
+    WORKSPACE_REFUSED = "workspace.refused"
+    WORKSPACE_STOP = "workspace.stop"
+    CATALOGUE_LOAD = "catalogue.load"
+
+
+def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: str | None,
+            details: dict[str, Any]) -> str:
+    body = json.dumps([seq, at, actor, action, project, details], sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest()
+
+
+def record(session: Session, actor: str, action: AuditAction, *, project: str | None = None,
+           **details: Any) -> AuditEvent:
+    """Append one event in the caller's transaction: it is on the record if and only if the act is."""
+    head = session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+    ).one()  # the head row is created by the migration that created the log
+    seq, previous = head
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    details = json.loads(json.dumps(details, default=str))  # what is stored is what is hashed
+    digest = _digest(previous, seq, at, actor, action.value, project, details)
+    event = AuditEvent(seq=seq, at=at, actor=actor, action=action.value, project=project,
+                       details=details, previous_hash=previous, hash=digest)
+    session.add(event)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
+    return event
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    rows: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def events(session: Session) -> Iterator[AuditEvent]:
+    yield from session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).yield_per(1000)
+
+
+def verify(session: Session) -> Verification:
+    previous, expected_seq, rows = GENESIS, 1, 0
+    for event in events(session):
+        rows += 1
+        if event.seq != expected_seq:
+            return Verification(False, rows, expected_seq, f"row {expected_seq} is missing (next is {event.seq})")
+        if event.previous_hash != previous:
+            return Verification(False, rows, event.seq, "does not follow the row before it (inserted or reordered)")
+        if _digest(previous, event.seq, event.at, event.actor, event.action, event.project,
+                   event.details) != event.hash:
+            return Verification(False, rows, event.seq, "its content was changed after it was written")
+        previous, expected_seq = event.hash, expected_seq + 1
+    head = session.get(AuditHead, 1)
+    if head.seq > rows:
+        return Verification(False, rows, rows + 1, f"rows {rows + 1} to {head.seq} were deleted from the end")
+    if head.seq < rows or head.hash != previous:
+        return Verification(False, rows, head.seq + 1, "was added behind the log's back")
+    return Verification(True, rows)
+
+
+def as_json_line(event: AuditEvent) -> str:
+    return json.dumps({"seq": event.seq, "at": event.at, "actor": event.actor, "action": event.action,
+                       "project": event.project, "details": event.details,
+                       "previous_hash": event.previous_hash, "hash": event.hash}, ensure_ascii=False)

@@ -41,7 +41,7 @@ def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: 
 
 
 def record(session: Session, actor: str, action: AuditAction, *, project: str | None = None,
-           **details: Any) -> AuditEvent:
+           details: dict[str, Any] | None = None) -> AuditEvent:
     """Append one event in the caller's transaction: it is on the record if and only if the act is."""
     head = session.execute(
         update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
@@ -49,7 +49,7 @@ def record(session: Session, actor: str, action: AuditAction, *, project: str | 
     ).one()  # the head row is created by the migration that created the log
     seq, previous = head
     at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    details = json.loads(json.dumps(details, default=str))  # what is stored is what is hashed
+    details = json.loads(json.dumps(details or {}, default=str))  # what is stored is what is hashed
     digest = _digest(previous, seq, at, actor, action.value, project, details)
     event = AuditEvent(seq=seq, at=at, actor=actor, action=action.value, project=project,
                        details=details, previous_hash=previous, hash=digest)

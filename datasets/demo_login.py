@@ -47,7 +47,7 @@ class DemoAuthenticator(Authenticator):
     def _audit(self, username: str, accepted: bool, remote_ip: str) -> None:
         with session_scope(self.catalogue_url) as session:
             audit.record(session, username, AuditAction.LOGIN if accepted else AuditAction.LOGIN_FAILED,
-                         method="demo-password", remote_ip=remote_ip)
+                         details={"method": "demo-password", "remote_ip": remote_ip})
 
     async def check_allowed(self, username, authentication=None):
         return username in await asyncio.to_thread(self._catalogue_usernames)

@@ -81,7 +81,7 @@ class ProjectSpawner(DockerSpawner):
 
     def _audit(self, action: AuditAction, **details) -> None:
         with session_scope(self.catalogue_url) as session:
-            audit.record(session, self.user.name, action, project=self.name or None, **details)
+            audit.record(session, self.user.name, action, project=self.name or None, details=details)
 
     async def audit(self, action: AuditAction, **details) -> None:
         await self._in_pool(lambda: self._audit(action, **details))
@@ -90,12 +90,17 @@ class ProjectSpawner(DockerSpawner):
         if self.user_options.get("image"):
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason="image_in_request",
                              image=str(self.user_options["image"]))
+            # JupyterHub saved these options as the server's defaults for its next starts, which
+            # would then all be refused: forget them (the hub itself commits inline like this).
+            self.user_options = {}
+            self.orm_spawner.user_options = {}
+            self.user.db.commit()
             raise WorkspaceRefused(translate(self.language, IMAGE_CHOSEN_BY_CATALOGUE))
         try:
             access = await self._in_pool(self._workspace_access)
         except AccessRefused as refusal:
             self.log.warning("Refused workspace %s/%s: %s", self.user.name, self.name, refusal)
-            await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, **refusal.params)
+            await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, facts=refusal.params)
             raise WorkspaceRefused(explain(refusal, self.language)) from None
         plan = make_workspace_plan(
             access,

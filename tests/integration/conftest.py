@@ -25,6 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
+def hub_xsrf(session: requests.Session) -> str:
+    """The hub's XSRF token (each single-user server sets its own cookie of that name too)."""
+    return session.cookies.get("_xsrf", path="/hub/")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,20 +62,22 @@ class Hub:
         session.get(f"{self.url}/hub/login").raise_for_status()
         reply = session.post(
             f"{self.url}/hub/login",
-            data={"username": username, "password": self.password, "_xsrf": session.cookies["_xsrf"]},
+            data={"username": username, "password": self.password, "_xsrf": hub_xsrf(session)},
         )
         reply.raise_for_status()
         assert reply.url.endswith("/hub/home"), f"login of {username} landed on {reply.url}"
         return session
 
     def start(self, session: requests.Session, user: str, project: str, timeout: float = 180) -> docker.models.containers.Container:
-        """Press the project's start button, wait until JupyterLab answers through the proxy."""
+        """Press the project's start button, then open JupyterLab through the proxy as the browser
+        does (the server's OAuth round trip with the hub included) until the page is there."""
         reply = session.get(f"{self.url}/hub/spawn/{user}/{project}")
         reply.raise_for_status()
+        lab = f"{self.url}/user/{user}/{project}/lab"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = session.get(f"{self.url}/user/{user}/{project}/api/status")
-            if status.status_code == 200 and status.headers.get("content-type", "").startswith("application/json"):
+            page = session.get(lab)
+            if page.status_code == 200 and page.url.startswith(lab) and "jupyter-config-data" in page.text:
                 return self.container(user, project)
             time.sleep(1)
         raise AssertionError(f"{user}/{project} not ready after {timeout}s; hub log:\n{self.log_tail()}")
@@ -78,7 +85,7 @@ class Hub:
     def stop(self, session: requests.Session, user: str, project: str) -> None:
         reply = session.delete(
             f"{self.url}/hub/api/users/{user}/servers/{project}",
-            headers={"X-XSRFToken": session.cookies["_xsrf"], "Referer": f"{self.url}/hub/home"},
+            headers={"X-XSRFToken": hub_xsrf(session), "Referer": f"{self.url}/hub/home"},
         )
         assert reply.status_code in (202, 204), reply.text
 

@@ -17,7 +17,7 @@ def write_events(url: str, count: int) -> None:
     for n in range(count):
         with session_scope(url) as session:
             audit.record(session, "alice", AuditAction.WORKSPACE_START, project="cardio-risk",
-                         mounts=["/data/claims"], n=n)
+                         details={"mounts": ["/data/claims"], "n": n})
 
 
 def check(url: str) -> audit.Verification:

@@ -116,7 +116,7 @@ start_demo() {
     echo "    already running (pid $pid)"
   else
     nohup "$VENV/bin/jupyterhub" -f "$REPO/jupyterhub_config.py" >>"$DEMO_HOME/hub.log" 2>&1 &
-    for _ in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:8000/hub/health && break; sleep 1; done
+    for _ in $(seq 1 60); do curl -fsS -o /dev/null http://127.0.0.1:8000/hub/health 2>/dev/null && break; sleep 1; done
     curl -fsS -o /dev/null http://127.0.0.1:8000/hub/health || die "the hub did not start; see $DEMO_HOME/hub.log"
   fi
   done_step

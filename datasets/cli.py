@@ -26,7 +26,20 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(images_app, name="images")
 app.add_typer(audit_app, name="audit")
 
-console = Console()
+console = Console(soft_wrap=True)
+
+
+def _progress(status, prefix: str):
+    """Show a long step's output: live in a terminal, one line per build step in a log (CI)."""
+
+    def show(line: str) -> None:
+        line = line.strip()
+        if console.is_terminal:
+            status.update(f"{prefix}: {line[:110]}")
+        elif line.startswith(("Step ", "I: Retrieving", "I: Base system installed", "importing", "packing")):
+            console.print(f"    {prefix}: {line}", highlight=False)
+
+    return show
 DEMO_CATALOGUE = Path(__file__).resolve().parent / "demo_catalogue.yaml"
 
 
@@ -131,13 +144,13 @@ def images_build(
         _fail(f"CA bundle {ca_bundle} does not exist; give the path of a PEM file with --ca-bundle.")
     client = docker.from_env(timeout=600)
     with console.status("Base image debian:bookworm-slim…") as status:
-        ensure_base_image(client, progress=lambda line: status.update(f"Base image: {line[:100]}"))
+        ensure_base_image(client, progress=_progress(status, "base image"))
     for name in names or ["singleuser"]:
         with console.status(f"Building {name}…") as status:
             try:
                 image_id = build_image(
                     client, name, ca_bundle=ca_bundle,
-                    progress=lambda line, name=name: status.update(f"{name}: {line.strip()[:110]}"),
+                    progress=_progress(status, name),
                 )
             except ImageBuildError as exc:
                 _fail(str(exc))

@@ -156,3 +156,36 @@ def test_bob_sees_claims_and_lab_results_only(hub):
         assert networks == {f"tre-{hub.instance}-diabetes-outcomes"}
     finally:
         hub.stop(bob, "bob", "diabetes-outcomes")
+
+
+def test_downloads_and_uploads_are_off_in_jupyterlab(hub, alice, alice_cardio):
+    base = f"{hub.url}/user/alice/cardio-risk"
+    run(alice_cardio, "sh", "-c", "echo 'n,count' > /project/outputs/table.csv")
+    download = alice.get(f"{base}/files/outputs/table.csv")
+    assert download.status_code == 403 and "Downloads are turned off" in download.text
+    xsrf = alice.cookies.get("_xsrf", path="/user/alice/cardio-risk/")
+    headers = {"X-XSRFToken": xsrf} if xsrf else {}
+    upload = alice.put(f"{base}/api/contents/uploaded.bin", headers=headers,
+                       json={"type": "file", "format": "base64", "content": "aGVsbG8="})
+    assert upload.status_code == 403 and "Uploads are turned off" in upload.json()["message"]
+    saved = alice.put(f"{base}/api/contents/notes.md", headers=headers,
+                      json={"type": "file", "format": "text", "content": "# analysis plan\n"})
+    assert saved.status_code in (200, 201), saved.text
+    page = alice.get(f"{base}/lab")
+    config = json.loads(BeautifulSoup(page.text, "html.parser").find(id="jupyter-config-data").string)
+    for plugin in ("@jupyterlab/filebrowser-extension:download", "@jupyterlab/filebrowser-extension:open-browser-tab",
+                   "@jupyterlab/docmanager-extension:download"):
+        assert plugin in config["disabledExtensions"], plugin
+        assert plugin in config["lockedExtensions"], plugin
+
+
+def test_jupyterlab_speaks_the_browsers_language(hub):
+    erin = hub.login("erin", language="fr")
+    container = hub.start(erin, "erin", "cardio-risk")
+    try:
+        settings = "/home/erin/.jupyter/lab/user-settings/@jupyterlab/translation-extension/plugin.jupyterlab-settings"
+        assert '"locale": "fr_FR"' in run(container, "cat", settings)[1]
+        packs = erin.get(f"{hub.url}/user/erin/cardio-risk/lab/api/translations/fr_FR").json()
+        assert packs["data"], "the French language pack is not installed"
+    finally:
+        hub.stop(erin, "erin", "cardio-risk")

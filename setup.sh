@@ -108,8 +108,9 @@ hub_pid() { local f="$DEMO_HOME/jupyterhub.pid"; [[ -f $f ]] && kill -0 "$(cat "
 
 start_demo() {
   export TRE_HOME="$DEMO_HOME" TRE_INSTANCE=demo
-  step "Demo catalogue, synthetic datasets and accounts (in $DEMO_HOME)"
+  step "Demo catalogue, synthetic datasets, accounts and firewall rules (data in $DEMO_HOME)"
   "$VENV/bin/tre" demo init
+  "$VENV/bin/tre" firewall install
   done_step
   step "JupyterHub on http://127.0.0.1:8000"
   if pid=$(hub_pid); then
@@ -143,6 +144,7 @@ stop_demo() {
     docker ps -aq --filter label=tre.instance=demo --filter label=tre.component=workspace | xargs -r docker rm -f >/dev/null
     docker network ls -q --filter label=tre.instance=demo | xargs -r docker network rm >/dev/null
   fi
+  [[ -x "$VENV/bin/tre" ]] && TRE_HOME="$DEMO_HOME" TRE_INSTANCE=demo "$VENV/bin/tre" firewall remove
   done_step
 }
 

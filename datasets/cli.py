@@ -20,11 +20,13 @@ catalogue_app = typer.Typer(help="Datasets, projects, people and grants.", no_ar
 demo_app = typer.Typer(help="The demo installation (synthetic data, local accounts).", no_args_is_help=True)
 images_app = typer.Typer(help="Analysis images.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+firewall_app = typer.Typer(help="Host firewall rules around the workspaces.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(demo_app, name="demo")
 app.add_typer(images_app, name="images")
 app.add_typer(audit_app, name="audit")
+app.add_typer(firewall_app, name="firewall")
 
 console = Console(soft_wrap=True)
 
@@ -187,3 +189,35 @@ def audit_export(
         finally:
             if output:
                 stream.close()
+
+
+@firewall_app.command("install")
+def firewall_install() -> None:
+    """Let workspaces reach the hub's API port on the host and nothing else (idempotent)."""
+    from spawner import firewall
+
+    settings = TRESettings()
+    try:
+        firewall.install(settings.instance, settings.hub_port)
+    except RuntimeError as exc:
+        _fail(f"{exc}. The rules need root.")
+    console.print(f"Firewall rules of instance {settings.instance}: workspaces reach port {settings.hub_port} only.")
+
+
+@firewall_app.command("remove")
+def firewall_remove() -> None:
+    """Remove this installation's firewall rules (idempotent)."""
+    from spawner import firewall
+
+    settings = TRESettings()
+    firewall.remove(settings.instance)
+    console.print(f"Firewall rules of instance {settings.instance} removed.")
+
+
+@firewall_app.command("show")
+def firewall_show() -> None:
+    """Print this installation's rules as iptables lists them."""
+    from spawner import firewall
+
+    for line in firewall.installed_rules(TRESettings().instance) or ["(no rules installed)"]:
+        print(line)

@@ -23,7 +23,7 @@ def ensure_network(client: docker.APIClient, network: NetworkPlan) -> str:
         try:
             client.create_network(
                 network.name, driver="bridge", internal=network.internal, labels=network.labels,
-                check_duplicate=True,
+                options={"com.docker.network.bridge.name": network.bridge}, check_duplicate=True,
             )
         except APIError as exc:
             if exc.status_code != 409:  # another spawn of the same project created it first
@@ -66,10 +66,30 @@ def create_kwargs(plan: WorkspacePlan) -> dict[str, Any]:
     }
 
 
-def host_config(plan: WorkspacePlan) -> dict[str, Any]:
+def remove_network_if_unused(client: docker.APIClient, name: str) -> bool:
+    """Remove a project's network once its last workspace is gone; keep it while one is attached."""
+    try:
+        if client.inspect_network(name).get("Containers"):
+            return False
+        client.remove_network(name)
+        return True
+    except NotFound:
+        return False
+    except APIError as exc:
+        if exc.status_code in (403, 409):  # a workspace of the project attached meanwhile
+            return False
+        raise
+
+
+def host_config(plan: WorkspacePlan, gateway: str) -> dict[str, Any]:
     """DockerSpawner's ``extra_host_config``: the hardening of the plan in Docker's terms."""
     hardening = plan.hardening
     return {
+        # Docker's embedded DNS forwards names it does not know to these servers. The gateway,
+        # where the firewall drops port 53, instead of the host's resolvers: Docker 20.10 forwards
+        # from the host's own namespace when those are loopback addresses (CVE-2024-29018).
+        "dns": [gateway],
+        "dns_opt": ["timeout:1", "attempts:1"],
         "read_only": hardening.read_only_root,
         "tmpfs": dict(hardening.tmpfs),
         "cap_drop": list(hardening.drop_capabilities),
@@ -77,5 +97,4 @@ def host_config(plan: WorkspacePlan) -> dict[str, Any]:
         "pids_limit": hardening.pids_limit,
         # no swap beyond the memory limit: a memory hog is stopped, not slowed into the host's swap
         "memswap_limit": plan.mem_limit,
-        "init": True,
     }

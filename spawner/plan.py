@@ -6,6 +6,7 @@ mounts, names and limits is unit-tested without an engine; ``docker_adapter`` ap
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -30,6 +31,7 @@ class Mount:
 @dataclass(frozen=True)
 class NetworkPlan:
     name: str
+    bridge: str  # the host's interface name, which the firewall rules match
     internal: bool
     labels: dict[str, str]
 
@@ -79,10 +81,24 @@ def object_labels(instance: str, component: str, **extra: str) -> dict[str, str]
     return labels
 
 
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+def bridge_prefix(instance: str) -> str:
+    """``tre`` and six hex digits of the installation: every project bridge of it starts so."""
+    return f"tre{_short_hash(instance)}"
+
+
+def bridge_name(instance: str, project: str) -> str:
+    return f"{bridge_prefix(instance)}{_short_hash(project)}"  # 15 characters, Linux's limit
+
+
 def project_network(instance: str, project: str) -> NetworkPlan:
     """One internal network per project: no route out, nothing of other projects on it."""
     return NetworkPlan(
         name=f"tre-{instance}-{project}",
+        bridge=bridge_name(instance, project),
         internal=True,
         labels=object_labels(instance, "network", project=project),
     )

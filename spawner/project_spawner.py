@@ -131,10 +131,23 @@ class ProjectSpawner(DockerSpawner):
         )
         return address
 
+    def get_state(self):
+        state = super().get_state()
+        if self.network_name:
+            state["network_name"] = self.network_name  # so that a restarted hub still cleans it up
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get("network_name"):
+            self.network_name = state["network_name"]
+
     async def stop(self, now=False):
         container = self.container_id[:12]
         await super().stop(now=now)
         await self.audit(AuditAction.WORKSPACE_STOP, container=container)
+        if self.network_name.startswith(f"tre-{self.instance}-"):
+            await self._in_pool(docker_adapter.remove_network_if_unused, self.client, self.network_name)
 
     def _apply(self, plan: WorkspacePlan, hub_gateway: str) -> None:
         """Set DockerSpawner's traits from the plan; DockerSpawner then creates the container."""
@@ -145,7 +158,7 @@ class ProjectSpawner(DockerSpawner):
         self.mem_limit = plan.mem_limit
         self.cpu_limit = plan.cpu_limit
         self.extra_create_kwargs = docker_adapter.create_kwargs(plan)
-        self.extra_host_config = docker_adapter.host_config(plan)
+        self.extra_host_config = docker_adapter.host_config(plan, hub_gateway)
         self.environment = dict(plan.env)
         self.notebook_dir = str(plan.working_dir)
         # The workspace reaches the hub through its own network's gateway, nothing else.

@@ -118,6 +118,7 @@ def hub(docker_client) -> Iterator[Hub]:
         TRE_HUB_PORT=str(ports["hub"]), TRE_PROXY_API_PORT=str(ports["proxy_api"]),
     )
     subprocess.run([VENV_BIN / "tre", "demo", "init", "--scale", "0.2"], env=env, check=True, cwd=REPO)
+    subprocess.run([VENV_BIN / "tre", "firewall", "install"], env=env, check=True, cwd=REPO)
     password = subprocess.run([VENV_BIN / "tre", "demo", "password"], env=env, check=True, cwd=REPO,
                               capture_output=True, text=True).stdout.strip()
     log = (home / "hub.log").open("w")
@@ -145,4 +146,5 @@ def hub(docker_client) -> Iterator[Hub]:
             process.kill()
         log.close()
         remove_labelled(docker_client, instance)
+        subprocess.run([VENV_BIN / "tre", "firewall", "remove"], env=env, check=True, cwd=REPO)
         shutil.rmtree(home, ignore_errors=True)

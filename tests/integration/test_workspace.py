@@ -156,6 +156,8 @@ def test_bob_sees_claims_and_lab_results_only(hub):
         assert networks == {f"tre-{hub.instance}-diabetes-outcomes"}
     finally:
         hub.stop(bob, "bob", "diabetes-outcomes")
+    # the project's network goes with its last workspace
+    assert not hub.client.networks.list(names=[f"tre-{hub.instance}-diabetes-outcomes"])
 
 
 def test_downloads_and_uploads_are_off_in_jupyterlab(hub, alice, alice_cardio):

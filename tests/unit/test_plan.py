@@ -109,9 +109,31 @@ def test_ui_language_reaches_the_workspace(catalogue_url):
 
 
 def test_workspaces_are_hardened(catalogue_url):
-    config = docker_adapter.host_config(plan_for(catalogue_url, "alice", "cardio-risk"))
+    config = docker_adapter.host_config(plan_for(catalogue_url, "alice", "cardio-risk"), "172.30.0.1")
     assert config["cap_drop"] == ["ALL"]
     assert config["security_opt"] == ["no-new-privileges:true"]
     assert config["read_only"] is True and set(config["tmpfs"]) == {"/tmp"}
     assert config["pids_limit"] == 512 and config["memswap_limit"] == "2G"
     assert "privileged" not in config and "devices" not in config
+    assert config["dns"] == ["172.30.0.1"]  # never the host's resolvers (CVE-2024-29018)
+
+
+def test_bridge_names_fit_linux_and_share_the_installations_prefix(catalogue_url):
+    from spawner.plan import bridge_prefix
+
+    cardio = plan_for(catalogue_url, "alice", "cardio-risk").network.bridge
+    diabetes = plan_for(catalogue_url, "bob", "diabetes-outcomes").network.bridge
+    assert len(cardio) <= 15 and len(diabetes) <= 15 and cardio != diabetes
+    assert cardio.startswith(bridge_prefix("demo")) and diabetes.startswith(bridge_prefix("demo"))
+    other = plan_for(catalogue_url, "alice", "cardio-risk", instance="test-1").network.bridge
+    assert not other.startswith(bridge_prefix("demo"))
+
+
+def test_firewall_leaves_workspaces_only_the_hub_port():
+    from spawner import firewall
+
+    rules = [" ".join(r) for r in firewall.rules("demo", 8081)]
+    assert rules[-1] == "-j DROP"
+    accepted = [r for r in rules if r.endswith("ACCEPT")]
+    assert accepted == ["-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+                        "-p tcp --dport 8081 -m conntrack --ctstate NEW -j ACCEPT"]

@@ -1,6 +1,9 @@
 """JupyterHub configuration of the TRE: wiring only. Settings come from TRE_* environment
 variables (datasets/settings.py); logic lives in the packages, where it is tested."""
 
+import os
+import sys
+
 from datasets.catalogue import known_people
 from datasets.db import session_scope
 from datasets.settings import TRESettings
@@ -44,8 +47,27 @@ c.ProjectSpawner.workspaces_root = str(settings.workspaces_root)
 c.ProjectSpawner.default_mem_limit = settings.mem_limit
 c.ProjectSpawner.default_cpu_limit = settings.cpu_limit
 c.ProjectSpawner.pids_limit = settings.pids_limit
+# A hub restart (an upgrade, a crash) leaves workspaces running; the new hub reconnects to them.
+c.JupyterHub.cleanup_servers = False
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 180
+
+# --- services: idle culler, catalogue reconciler ---------------------------------------------------
+c.JupyterHub.services = [
+    {"name": "idle-culler", "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                                        f"--timeout={settings.idle_timeout}",
+                                        f"--cull-every={max(10, min(300, settings.idle_timeout // 4))}"]},
+    {"name": "reconciler", "command": [sys.executable, "-m", "spawner.reconciler",
+                                       f"--interval={settings.reconcile_interval}"],
+     "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
+]
+c.JupyterHub.load_roles = [
+    {"name": "idle-culler", "services": ["idle-culler"],
+     "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
+    {"name": "reconciler", "services": ["reconciler"], "scopes": ["list:users", "read:servers", "delete:servers"]},
+]
+# A workspace's own token: report activity and be reached, nothing else of the hub's API.
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server"]
 
 # --- pages ---------------------------------------------------------------------------------------
 c.JupyterHub.template_paths = [TEMPLATES]

@@ -39,6 +39,8 @@ class TRESettings(BaseSettings):
     mem_limit: str = "2G"
     cpu_limit: float = 1.0
     pids_limit: int = 512
+    idle_timeout: int = Field(default=3600, description="Seconds of inactivity before a workspace is stopped.")
+    reconcile_interval: float = Field(default=30.0, description="Seconds between catalogue reconciliations.")
     proxy_command: str = str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
 
     @field_validator("home")

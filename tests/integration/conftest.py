@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -43,15 +42,61 @@ def docker_client() -> docker.DockerClient:
     return client
 
 
-@dataclass
 class Hub:
-    url: str
-    env: dict[str, str]
-    instance: str
-    home: Path
-    client: docker.DockerClient
-    password: str
-    sessions: dict[str, requests.Session] = field(default_factory=dict)
+    """A real hub with its own state folder, instance name, loopback ports and firewall rules,
+    which the tests drive as people do (login form, start buttons) and can restart."""
+
+    def __init__(self, client: docker.DockerClient, *, config: Path = REPO / "jupyterhub_config.py",
+                 settings: dict[str, str] | None = None, scale: float = 0.2) -> None:
+        self.client = client
+        self.config = config
+        self.instance = f"test-{secrets.token_hex(3)}"
+        self.home = Path(tempfile.mkdtemp(prefix=f"tre-{self.instance}-"))
+        ports = {name: free_port() for name in ("public", "hub", "proxy_api")}
+        self.env = dict(os.environ)
+        self.env.update(
+            TRE_HOME=str(self.home), TRE_INSTANCE=self.instance, TRE_PUBLIC_PORT=str(ports["public"]),
+            TRE_HUB_PORT=str(ports["hub"]), TRE_PROXY_API_PORT=str(ports["proxy_api"]), **(settings or {}),
+        )
+        self.url = f"http://127.0.0.1:{ports['public']}"
+        self.process: subprocess.Popen | None = None
+        self.tre("demo", "init", "--scale", str(scale))
+        self.tre("firewall", "install")
+        self.password = self.tre("demo", "password").strip()
+
+    def tre(self, *args: str) -> str:
+        return subprocess.run([VENV_BIN / "tre", *args], env=self.env, check=True, cwd=REPO,
+                              capture_output=True, text=True).stdout
+
+    def start_process(self, timeout: float = 60) -> None:
+        with (self.home / "hub.log").open("a") as log:
+            self.process = subprocess.Popen([VENV_BIN / "jupyterhub", "-f", self.config], env=self.env,
+                                            cwd=self.home, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(f"{self.url}/hub/health", timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            assert self.process.poll() is None, f"the hub exited:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, f"the hub did not answer in {timeout} s:\n{self.log_tail()}"
+            time.sleep(0.3)
+
+    def stop_process(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def close(self) -> None:
+        """Stop the hub, then remove what it made: containers and networks by label, rules, files."""
+        self.stop_process()
+        remove_labelled(self.client, self.instance)
+        self.tre("firewall", "remove")
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def login(self, username: str, language: str = "en") -> requests.Session:
         """Sign in through the hub's login form, as a browser does."""
@@ -109,42 +154,9 @@ def remove_labelled(client: docker.DockerClient, instance: str) -> None:
 
 @pytest.fixture(scope="session")
 def hub(docker_client) -> Iterator[Hub]:
-    instance = f"test-{secrets.token_hex(3)}"
-    home = Path(tempfile.mkdtemp(prefix=f"tre-{instance}-"))
-    ports = {name: free_port() for name in ("public", "hub", "proxy_api")}
-    env = dict(os.environ)
-    env.update(
-        TRE_HOME=str(home), TRE_INSTANCE=instance, TRE_PUBLIC_PORT=str(ports["public"]),
-        TRE_HUB_PORT=str(ports["hub"]), TRE_PROXY_API_PORT=str(ports["proxy_api"]),
-    )
-    subprocess.run([VENV_BIN / "tre", "demo", "init", "--scale", "0.2"], env=env, check=True, cwd=REPO)
-    subprocess.run([VENV_BIN / "tre", "firewall", "install"], env=env, check=True, cwd=REPO)
-    password = subprocess.run([VENV_BIN / "tre", "demo", "password"], env=env, check=True, cwd=REPO,
-                              capture_output=True, text=True).stdout.strip()
-    log = (home / "hub.log").open("w")
-    process = subprocess.Popen([VENV_BIN / "jupyterhub", "-f", REPO / "jupyterhub_config.py"],
-                               env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{ports['public']}"
-    hub = Hub(url=url, env=env, instance=instance, home=home, client=docker_client, password=password)
+    hub = Hub(docker_client)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/hub/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None, f"the hub exited:\n{hub.log_tail()}"
-            assert time.monotonic() < deadline, f"the hub did not answer in 60 s:\n{hub.log_tail()}"
-            time.sleep(0.5)
+        hub.start_process()
         yield hub
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        remove_labelled(docker_client, instance)
-        subprocess.run([VENV_BIN / "tre", "firewall", "remove"], env=env, check=True, cwd=REPO)
-        shutil.rmtree(home, ignore_errors=True)
+        hub.close()

@@ -1,0 +1,110 @@
+"""Keeps running workspaces in step with the catalogue, as a JupyterHub service.
+
+At start-up (after a hub crash, say) and then every ``--interval`` seconds it:
+
+1. asks the hub for every running or starting project server and stops, through the hub's API,
+   each one the catalogue no longer allows (project suspended or ended, grant ended, member
+   removed), so that access ends within a minute of the decision;
+2. removes workspace containers of this installation that the hub no longer knows (left behind
+   by a crash), by their labels.
+
+Every stop is one audit row with its reason. Run by the hub: ``python -m spawner.reconciler``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import time
+
+import docker
+import requests
+
+from datasets import audit
+from datasets.audit import AuditAction
+from datasets.catalogue import AccessRefused, workspace_access
+from datasets.db import session_scope
+from datasets.settings import TRESettings
+
+log = logging.getLogger("tre.reconciler")
+
+
+class Hub:
+    def __init__(self, api_url: str, token: str) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {token}"
+
+    def running_servers(self) -> set[tuple[str, str]]:
+        """(user, server name) of every server that is running or starting."""
+        servers, offset = set(), 0
+        while True:
+            reply = self.session.get(f"{self.api_url}/users", params={"state": "active", "offset": offset, "limit": 200},
+                                     headers={"Accept": "application/jupyterhub-pagination+json"}, timeout=30)
+            reply.raise_for_status()
+            page = reply.json()
+            for user in page["items"]:
+                servers.update((user["name"], name) for name in user.get("servers", {}))
+            if not page["_pagination"].get("next"):
+                return servers
+            offset = page["_pagination"]["next"]["offset"]
+
+    def stop(self, user: str, server: str) -> None:
+        reply = self.session.delete(f"{self.api_url}/users/{user}/servers/{server}", timeout=60)
+        if reply.status_code not in (202, 204, 404):
+            reply.raise_for_status()
+
+
+def reconcile_once(hub: Hub, client: docker.DockerClient, settings: TRESettings) -> list[tuple[str, str, str]]:
+    """One pass; returns what was stopped as (user, project, reason)."""
+    today = dt.date.today()
+    stopped = []
+    running = hub.running_servers()
+    for user, project in sorted(running):
+        try:
+            with session_scope(settings.catalogue_url) as session:
+                workspace_access(session, user, project, today)
+        except AccessRefused as refusal:
+            log.warning("Stopping %s/%s: %s", user, project, refusal.reason.value)
+            hub.stop(user, project)
+            _audit(settings, user, project, "revoked", refusal.reason.value)
+            stopped.append((user, project, refusal.reason.value))
+    # Only now list containers: one created after the list of servers was taken is not an orphan.
+    labels = [f"tre.instance={settings.instance}", "tre.component=workspace"]
+    running = hub.running_servers()
+    for container in client.containers.list(all=True, filters={"label": labels}):
+        user, project = container.labels.get("tre.user"), container.labels.get("tre.project")
+        if (user, project) not in running:
+            log.warning("Removing orphaned workspace container %s of %s/%s", container.short_id, user, project)
+            container.remove(force=True)
+            _audit(settings, user or "?", project, "orphan", "not known to the hub", container=container.short_id)
+            stopped.append((user, project, "orphan"))
+    return stopped
+
+
+def _audit(settings: TRESettings, user: str, project: str | None, kind: str, reason: str, **extra) -> None:
+    with session_scope(settings.catalogue_url) as session:
+        audit.record(session, "reconciler", AuditAction.WORKSPACE_STOP, project=project,
+                     details={"user": user, "why": kind, "reason": reason, **extra})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds between passes")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s reconciler] %(message)s")
+    hub = Hub(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    client = docker.from_env(timeout=60)
+    settings = TRESettings()
+    while True:
+        try:
+            reconcile_once(hub, client, settings)
+        except (requests.RequestException, docker.errors.DockerException) as exc:
+            log.error("pass failed, trying again in %ss: %s", args.interval, exc)
+        time.sleep(args.interval)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Workspaces over time: a hub restart keeps them, the catalogue's decisions stop them within a
+minute, a crash leaves no orphan, and idle ones are culled. Each uses its own hub, so restarting
+or culling never disturbs the other tests."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from datasets import audit
+from datasets.db import session_scope
+from datasets.models import AuditEvent, Membership, Project, ProjectStatus
+from datasets.settings import TRESettings
+from tests.integration.conftest import Hub
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def lifecycle_hub(docker_client):
+    hub = Hub(docker_client, settings={"TRE_RECONCILE_INTERVAL": "2"})
+    try:
+        hub.start_process()
+        yield hub
+    finally:
+        hub.close()
+
+
+def catalogue(hub: Hub):
+    return session_scope(TRESettings(home=hub.home).catalogue_url)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def workspace_containers(hub: Hub, user: str, project: str):
+    return hub.client.containers.list(all=True, filters={"label": [
+        f"tre.instance={hub.instance}", f"tre.user={user}", f"tre.project={project}"]})
+
+
+def test_hub_restart_keeps_a_running_server_reachable(lifecycle_hub):
+    hub = lifecycle_hub
+    alice = hub.login("alice")
+    container = hub.start(alice, "alice", "cardio-risk")
+    hub.stop_process()
+    hub.start_process()
+    page = alice.get(f"{hub.url}/user/alice/cardio-risk/lab")
+    assert page.status_code == 200 and "jupyter-config-data" in page.text
+    assert [c.id for c in workspace_containers(hub, "alice", "cardio-risk")] == [container.id]
+    hub.stop(alice, "alice", "cardio-risk")
+    wait_for(lambda: not workspace_containers(hub, "alice", "cardio-risk"), 30, "alice's workspace removed")
+
+
+def test_suspending_a_project_stops_its_running_servers(lifecycle_hub):
+    hub = lifecycle_hub
+    bob = hub.login("bob")
+    hub.start(bob, "bob", "diabetes-outcomes")
+    with catalogue(hub) as session:
+        session.get(Project, "diabetes-outcomes").status = ProjectStatus.SUSPENDED
+    try:
+        wait_for(lambda: not workspace_containers(hub, "bob", "diabetes-outcomes"), 60, "bob's workspace stopped")
+        reply = bob.get(f"{hub.url}/hub/spawn/bob/diabetes-outcomes")
+        assert reply.status_code == 403 and "suspended" in reply.text
+    finally:
+        with catalogue(hub) as session:
+            session.get(Project, "diabetes-outcomes").status = ProjectStatus.ACTIVE
+    with catalogue(hub) as session:
+        stops = [e for e in audit.events(session) if e.action == "workspace.stop" and e.actor == "reconciler"]
+        assert stops[-1].details["reason"] == "project_not_startable" and stops[-1].project == "diabetes-outcomes"
+
+
+def test_after_a_crash_the_reconciler_stops_what_the_catalogue_no_longer_allows(lifecycle_hub):
+    hub = lifecycle_hub
+    erin = hub.login("erin")
+    hub.start(erin, "erin", "cardio-risk")
+    hub.process.kill()  # a crash: no clean shutdown
+    hub.process.wait()
+    with catalogue(hub) as session:
+        session.delete(session.get(Membership, ("cardio-risk", "erin")))
+    # and a container the hub never knew, as a crash in the middle of a start leaves behind
+    image = hub.client.images.get(TRESettings().singleuser_image)
+    stray = hub.client.containers.create(image.id, command=["sleep", "600"], labels={
+        "tre.managed": "true", "tre.instance": hub.instance, "tre.component": "workspace",
+        "tre.user": "ghost", "tre.project": "cardio-risk"})
+    try:
+        hub.start_process()
+        wait_for(lambda: not workspace_containers(hub, "erin", "cardio-risk"), 60, "erin's workspace stopped")
+        wait_for(lambda: not workspace_containers(hub, "ghost", "cardio-risk"), 60, "the stray container removed")
+        refused = erin.get(f"{hub.url}/hub/spawn/erin/cardio-risk")
+        assert refused.status_code == 403 and "not a member of project cardio-risk" in refused.text
+    finally:
+        with catalogue(hub) as session:
+            session.add(Membership(project_slug="cardio-risk", username="erin"))
+        try:
+            stray.remove(force=True)
+        except Exception:
+            pass
+
+
+def test_the_audit_log_holds_every_start_and_stop_and_verifies(lifecycle_hub):
+    with catalogue(lifecycle_hub) as session:
+        actions = [e.action for e in audit.events(session)]
+        assert audit.verify(session).ok
+    assert "login" in actions and "workspace.start" in actions and "workspace.stop" in actions
+
+
+def test_an_idle_server_is_culled(docker_client):
+    hub = Hub(docker_client, settings={"TRE_IDLE_TIMEOUT": "10"}, scale=0.05)
+    try:
+        hub.start_process()
+        bob = hub.login("bob")
+        hub.start(bob, "bob", "diabetes-outcomes")
+        wait_for(lambda: not workspace_containers(hub, "bob", "diabetes-outcomes"), 90, "the idle workspace culled")
+        api = {"Authorization": f"token {_token(hub, bob)}"}
+        wait_for(lambda: "diabetes-outcomes" not in requests.get(
+            f"{hub.url}/hub/api/users/bob", headers=api).json()["servers"], 30, "the hub knows it stopped")
+    finally:
+        hub.close()
+
+
+def _token(hub: Hub, session: requests.Session) -> str:
+    from tests.integration.conftest import hub_xsrf
+
+    return session.post(f"{hub.url}/hub/api/users/bob/tokens", json={"expires_in": 300},
+                        headers={"X-XSRFToken": hub_xsrf(session), "Referer": f"{hub.url}/hub/token"}).json()["token"]

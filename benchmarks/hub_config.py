@@ -7,6 +7,7 @@ from pathlib import Path
 load_subconfig(str(Path(__file__).resolve().parent.parent / "jupyterhub_config.py"))  # noqa: F821
 c = get_config()  # noqa: F821
 
+# Only the driver's service: the culler and reconciler are not on the spawn path.
 c.JupyterHub.services = [{"name": "benchmark", "api_token": os.environ["TRE_BENCH_TOKEN"]}]
 c.JupyterHub.load_roles = [{"name": "benchmark", "scopes": ["admin:users", "admin:servers"], "services": ["benchmark"]}]
 

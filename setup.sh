@@ -101,6 +101,26 @@ analysis_images() {
   done_step
 }
 
+# --- PostgreSQL (tests run the catalogue on it as well as on SQLite) -------------------------------
+PG_TEST_URL="postgresql+psycopg://tre_test:tre_test@127.0.0.1:5432/postgres"
+postgresql() {
+  step "PostgreSQL on 127.0.0.1 (the catalogue's tests run on it and on SQLite)"
+  apt_install postgresql
+  if ! pg_lsclusters -h 2>/dev/null | grep -q .; then
+    pg_createcluster "$(ls /usr/lib/postgresql | sort -n | tail -1)" main
+  fi
+  read -r version cluster port status _ < <(pg_lsclusters -h | head -1)
+  if [[ "$status" != online* ]]; then
+    if [[ -d /run/systemd/system ]]; then systemctl start "postgresql@$version-$cluster"; else pg_ctlcluster "$version" "$cluster" start; fi
+  fi
+  for _ in $(seq 1 30); do runuser -u postgres -- psql -p "$port" -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 1; done
+  runuser -u postgres -- psql -p "$port" -qAtc "select 1 from pg_roles where rolname = 'tre_test'" | grep -q 1 \
+    || runuser -u postgres -- psql -p "$port" -qc "create role tre_test login createdb password 'tre_test'"
+  PG_TEST_URL="postgresql+psycopg://tre_test:tre_test@127.0.0.1:$port/postgres"
+  echo "    PostgreSQL $version on 127.0.0.1:$port (role tre_test, for tests only)"
+  done_step
+}
+
 setup_all() { system_packages; docker_engine; python_env; node_tools; analysis_images; }
 
 # --- Demo -----------------------------------------------------------------------------------------
@@ -152,8 +172,9 @@ case "$ACTION" in
   demo) setup_all; start_demo ;;
   test)
     setup_all
-    step "Test suite: unit, then integration (real Docker engine, hub and proxy)"
-    "$VENV/bin/python" -m pytest tests
+    postgresql
+    step "Test suite: unit (SQLite and PostgreSQL), then integration (real Docker engine, hub and proxy)"
+    TRE_TEST_POSTGRES_URL="$PG_TEST_URL" "$VENV/bin/python" -m pytest tests
     ;;
   stop) stop_demo ;;
   reset) stop_demo; rm -rf "$DEMO_HOME"; echo "    deleted $DEMO_HOME" ;;

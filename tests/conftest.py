@@ -1,10 +1,16 @@
-"""Shared fixtures: a catalogue database loaded from the demo YAML, over small dataset folders."""
+"""Shared fixtures: a catalogue database loaded from the demo YAML, over small dataset folders,
+on SQLite and on PostgreSQL (the server ``./setup.sh test`` starts on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from datasets import catalogue as cat
 from datasets.cli import DEMO_CATALOGUE
@@ -21,9 +27,40 @@ def make_dataset_folders(data_root: Path) -> None:
         pd.DataFrame({"patient_id": ["a", "b"], "value": [1, 2]}).to_parquet(folder / f"{slug}.parquet")
 
 
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TRE_TEST_POSTGRES_URL", "postgresql+psycopg://tre_test:tre_test@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> Iterator[str]:
+    """An empty TRE database of each kind; the PostgreSQL one is a fresh database per test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tre.sqlite'}"
+        return
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"tre_test_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # no skip: the suite needs both databases
+        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable ({exc}); "
+                    "run ./setup.sh test, which installs and starts it.")
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        from datasets.db import engine_for
+
+        engine_for(url).dispose()
+        engine_for.cache_clear()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
-def catalogue_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'tre.sqlite'}"
+def catalogue_url(database_url: str, tmp_path: Path) -> str:
+    url = database_url
     upgrade(url)
     make_dataset_folders(tmp_path / "data")
     with session_scope(url) as session:

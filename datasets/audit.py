@@ -31,6 +31,15 @@ class AuditAction(enum.StrEnum):
     WORKSPACE_REFUSED = "workspace.refused"
     WORKSPACE_STOP = "workspace.stop"
     CATALOGUE_LOAD = "catalogue.load"
+    PROJECT_APPLIED = "project.applied"
+    PROJECT_APPROVED = "project.approved"
+    PROJECT_REFUSED = "project.refused"
+    PROJECT_STATUS = "project.status"
+    MEMBER_ADDED = "member.added"
+    MEMBER_REMOVED = "member.removed"
+    GRANT_ADDED = "grant.added"
+    GRANT_REVOKED = "grant.revoked"
+    ROLE_CHANGED = "role.changed"
 
 
 def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: str | None,

@@ -21,12 +21,20 @@ demo_app = typer.Typer(help="The demo installation (synthetic data, local accoun
 images_app = typer.Typer(help="Analysis images.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 firewall_app = typer.Typer(help="Host firewall rules around the workspaces.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Datasets of the catalogue.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects: applications, decisions, members and grants.", no_args_is_help=True)
+checkers_app = typer.Typer(help="Accredited output checkers.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(demo_app, name="demo")
 app.add_typer(images_app, name="images")
 app.add_typer(audit_app, name="audit")
 app.add_typer(firewall_app, name="firewall")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(projects_app, name="projects")
+app.add_typer(checkers_app, name="checkers")
+
+Actor = Annotated[str, typer.Option("--as", help="Your username in the catalogue (a data steward or admin).")]
 
 console = Console(soft_wrap=True)
 
@@ -221,3 +229,144 @@ def firewall_show() -> None:
 
     for line in firewall.installed_rules(TRESettings().instance) or ["(no rules installed)"]:
         print(line)
+
+
+def _act(function, *args, **kwargs):
+    """Run one workflow act in one transaction; a refusal prints what to do and changes nothing."""
+    from datasets.workflow import WorkflowError
+
+    try:
+        with session_scope(TRESettings().catalogue_url) as session:
+            return function(session, *args, **kwargs)
+    except WorkflowError as exc:
+        _fail(str(exc))
+
+
+@projects_app.command("approve")
+def projects_approve(slug: str, actor: Actor,
+                     reference: Annotated[str, typer.Option(help="The approval's reference (ethics committee decision).")],
+                     starts_on: Annotated[dt.datetime, typer.Option("--from", formats=["%Y-%m-%d"])],
+                     ends_on: Annotated[dt.datetime, typer.Option("--until", formats=["%Y-%m-%d"])]) -> None:
+    """Approve an application: its datasets are granted for the period; members can start at once."""
+    from datasets import workflow
+
+    _act(workflow.approve, actor, slug, approval_reference=reference, starts_on=starts_on.date(), ends_on=ends_on.date())
+    console.print(f"Project {slug} approved and active.")
+
+
+@projects_app.command("refuse")
+def projects_refuse(slug: str, actor: Actor, reason: Annotated[str, typer.Option(help="Told to the applicant.")]) -> None:
+    """Refuse an application, with the reason."""
+    from datasets import workflow
+
+    _act(workflow.refuse, actor, slug, reason=reason)
+    console.print(f"Application {slug} refused.")
+
+
+def _status_command(status_name: str, doc: str):
+    def command(slug: str, actor: Actor, reason: Annotated[str, typer.Option(help="Why, for the record.")]) -> None:
+        from datasets import workflow
+        from datasets.models import ProjectStatus
+
+        _act(workflow.set_status, actor, slug, ProjectStatus(status_name), reason=reason)
+        console.print(f"Project {slug} is now {status_name}. Running workspaces that it no longer allows stop within a minute.")
+
+    command.__doc__ = doc
+    return command
+
+
+projects_app.command("suspend")(_status_command("suspended", "Suspend a project: its workspaces stop and cannot start."))
+projects_app.command("reactivate")(_status_command("active", "Lift a suspension."))
+projects_app.command("close")(_status_command("closed", "Close a project for good."))
+
+
+@projects_app.command("add-member")
+def projects_add_member(slug: str, username: str, actor: Actor) -> None:
+    """Add a person to a project."""
+    from datasets import workflow
+
+    _act(workflow.add_member, actor, slug, username)
+    console.print(f"{username} is now a member of {slug}.")
+
+
+@projects_app.command("remove-member")
+def projects_remove_member(slug: str, username: str, actor: Actor) -> None:
+    """Remove a person from a project; their running workspace of it stops within a minute."""
+    from datasets import workflow
+
+    _act(workflow.remove_member, actor, slug, username)
+    console.print(f"{username} removed from {slug}.")
+
+
+@projects_app.command("grant")
+def projects_grant(slug: str, dataset: str, actor: Actor,
+                   reference: Annotated[str, typer.Option(help="The approval this grant cites.")],
+                   starts_on: Annotated[dt.datetime, typer.Option("--from", formats=["%Y-%m-%d"])],
+                   ends_on: Annotated[dt.datetime, typer.Option("--until", formats=["%Y-%m-%d"])]) -> None:
+    """Grant a project a dataset (its current version) between two dates."""
+    from datasets import workflow
+
+    _act(workflow.add_grant, actor, slug, dataset, starts_on=starts_on.date(), ends_on=ends_on.date(),
+         approval_reference=reference)
+    console.print(f"{slug} may use {dataset} from {starts_on.date()} until {ends_on.date()}.")
+
+
+@projects_app.command("revoke")
+def projects_revoke(slug: str, dataset: str, actor: Actor) -> None:
+    """End a project's grant of a dataset now; its workspaces lose the mount within a minute."""
+    from datasets import workflow
+
+    _act(workflow.revoke_grant, actor, slug, dataset)
+    console.print(f"{slug} may no longer use {dataset}.")
+
+
+@checkers_app.command("add")
+def checkers_add(username: str, actor: Actor,
+                 until: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="End of accreditation.")]) -> None:
+    """Accredit an output checker until a date."""
+    from datasets import workflow
+
+    _act(workflow.set_checker, actor, username, until.date())
+    console.print(f"{username} is an output checker until {until.date()}.")
+
+
+@checkers_app.command("remove")
+def checkers_remove(username: str, actor: Actor) -> None:
+    """Withdraw an output checker's accreditation."""
+    from datasets import workflow
+
+    _act(workflow.set_checker, actor, username, None)
+    console.print(f"{username} is no longer an output checker.")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """The catalogue's datasets."""
+    from sqlalchemy import select
+
+    from datasets.models import Dataset
+
+    table = Table("dataset", "version", "title", "rows", "files", "sensitivity")
+    with session_scope(TRESettings().catalogue_url) as session:
+        for d in session.scalars(select(Dataset).order_by(Dataset.slug)):
+            table.add_row(d.slug, d.version, d.title, f"{d.row_count:,}" if d.row_count else "", str(len(d.file_hashes)), d.sensitivity)
+    console.print(table)
+
+
+@datasets_app.command("show")
+def datasets_show(slug: str) -> None:
+    """A dataset's metadata and schema (never its data)."""
+    from datasets.models import Dataset
+
+    with session_scope(TRESettings().catalogue_url) as session:
+        dataset = session.get(Dataset, slug)
+        if dataset is None:
+            _fail(f"There is no dataset {slug}; `tre datasets list` lists them.")
+        console.print(f"[bold]{dataset.title}[/bold] ({dataset.slug} {dataset.version}), {dataset.data_controller}")
+        console.print(dataset.description)
+        table = Table("column", "type", "identifier", "description")
+        for column in dataset.columns:
+            table.add_row(column["name"], column["type"], column.get("identifier") or "", column.get("description", ""))
+        console.print(table)
+        for name, digest in dataset.file_hashes.items():
+            console.print(f"  {name}  sha256 {digest}")

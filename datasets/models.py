@@ -93,6 +93,11 @@ class Project(Base):
     # Per-project resource limits; None falls back to the platform defaults in settings.
     mem_limit: Mapped[str | None] = mapped_column(String(16))
     cpu_limit: Mapped[float | None]
+    # The application: who asked, for which datasets, and what the steward decided.
+    applicant: Mapped[str | None] = mapped_column(String(64))
+    requested_datasets: Mapped[list[Any]] = mapped_column(default=list)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="project", cascade="all, delete-orphan"

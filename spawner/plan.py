@@ -138,7 +138,9 @@ def make_workspace_plan(
         Mount(shared_source, PurePosixPath("/project"), read_only=False),
         Mount(home_source, home, read_only=False),
     )
-    labels = object_labels(instance, "workspace", project=access.project, user=access.username)
+    # The datasets it mounts, so the reconciler sees a grant end without asking the container.
+    labels = object_labels(instance, "workspace", project=access.project, user=access.username,
+                           datasets=",".join(d.slug for d in access.datasets))
     return WorkspacePlan(
         username=access.username,
         project=access.project,

@@ -3,8 +3,8 @@
 At start-up (after a hub crash, say) and then every ``--interval`` seconds it:
 
 1. asks the hub for every running or starting project server and stops, through the hub's API,
-   each one the catalogue no longer allows (project suspended or ended, grant ended, member
-   removed), so that access ends within a minute of the decision;
+   each one the catalogue no longer allows (project suspended or ended, member removed) or that
+   mounts a dataset whose grant has ended, so that access ends within a minute of the decision;
 2. removes workspace containers of this installation that the hub no longer knows (left behind
    by a crash), by their labels.
 
@@ -61,18 +61,26 @@ def reconcile_once(hub: Hub, client: docker.DockerClient, settings: TRESettings)
     """One pass; returns what was stopped as (user, project, reason)."""
     today = dt.date.today()
     stopped = []
-    running = hub.running_servers()
-    for user, project in sorted(running):
+    labels = [f"tre.instance={settings.instance}", "tre.component=workspace"]
+    mounted = {(c.labels.get("tre.user"), c.labels.get("tre.project")): set(filter(None, c.labels.get("tre.datasets", "").split(",")))
+               for c in client.containers.list(filters={"label": labels})}
+    for user, project in sorted(hub.running_servers()):
         try:
             with session_scope(settings.catalogue_url) as session:
-                workspace_access(session, user, project, today)
+                allowed = {d.slug for d in workspace_access(session, user, project, today).datasets}
         except AccessRefused as refusal:
-            log.warning("Stopping %s/%s: %s", user, project, refusal.reason.value)
-            hub.stop(user, project)
-            _audit(settings, user, project, "revoked", refusal.reason.value)
-            stopped.append((user, project, refusal.reason.value))
+            reason = refusal.reason.value
+        else:
+            # a grant that ended while the workspace ran: stop it; the next start mounts the rest
+            ended = mounted.get((user, project), set()) - allowed
+            if not ended:
+                continue
+            reason = f"grant_ended:{','.join(sorted(ended))}"
+        log.warning("Stopping %s/%s: %s", user, project, reason)
+        hub.stop(user, project)
+        _audit(settings, user, project, "revoked", reason)
+        stopped.append((user, project, reason))
     # Only now list containers: one created after the list of servers was taken is not an orphan.
-    labels = [f"tre.instance={settings.instance}", "tre.component=workspace"]
     running = hub.running_servers()
     for container in client.containers.list(all=True, filters={"label": labels}):
         user, project = container.labels.get("tre.user"), container.labels.get("tre.project")

@@ -131,3 +131,17 @@ def _token(hub: Hub, session: requests.Session) -> str:
 
     return session.post(f"{hub.url}/hub/api/users/bob/tokens", json={"expires_in": 300},
                         headers={"X-XSRFToken": hub_xsrf(session), "Referer": f"{hub.url}/hub/token"}).json()["token"]
+
+
+def test_revoking_one_grant_stops_the_workspace_that_mounts_it(lifecycle_hub):
+    hub = lifecycle_hub
+    alice = hub.login("alice")
+    hub.start(alice, "alice", "cardio-risk")
+    hub.tre("projects", "revoke", "cardio-risk", "claims", "--as", "steward")
+    wait_for(lambda: not workspace_containers(hub, "alice", "cardio-risk"), 60, "alice's workspace stopped")
+    container = hub.start(alice, "alice", "cardio-risk")
+    try:
+        listing = container.exec_run(["ls", "/data"], user="1000:100").output.decode().split()
+        assert listing == ["hospital_stays"]
+    finally:
+        hub.stop(alice, "alice", "cardio-risk")

@@ -1,0 +1,252 @@
+"""The catalogue's workflow: every change of who may see what goes through here, audited.
+
+As in OpenSAFELY Airlock, *who may act* (``permissions``) is kept apart from *what the state
+allows* (``PROJECT_TRANSITIONS``), and state changes only through these functions. A decision is
+taken with a conditional UPDATE, so two stewards deciding the same application at once yield one
+decision. Every function runs in the caller's transaction and writes its audit row there: the act
+and its record commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from datasets import audit
+from datasets.audit import AuditAction
+from datasets.models import Dataset, Grant, Membership, MemberRole, Person, Project, ProjectStatus
+
+S = ProjectStatus
+PROJECT_TRANSITIONS: dict[ProjectStatus, frozenset[ProjectStatus]] = {
+    S.REQUESTED: frozenset({S.ACTIVE, S.CLOSED}),  # approved (grants recorded) or refused
+    S.APPROVED: frozenset({S.ACTIVE, S.SUSPENDED, S.CLOSED}),
+    S.ACTIVE: frozenset({S.SUSPENDED, S.CLOSED}),
+    S.SUSPENDED: frozenset({S.ACTIVE, S.CLOSED}),
+    S.CLOSED: frozenset(),
+}
+
+
+class WorkflowError(ValueError):
+    """An act the rules do not allow; the message says why and what to do instead."""
+
+
+class PermissionDenied(WorkflowError):
+    pass
+
+
+# --- who may act ------------------------------------------------------------------------------
+
+
+def _person(session: Session, username: str) -> Person:
+    person = session.get(Person, username)
+    if person is None:
+        raise WorkflowError(f"{username} is not in the catalogue; an admin adds people first.")
+    return person
+
+
+def require_steward(session: Session, actor: str) -> Person:
+    person = _person(session, actor)
+    if not (person.is_data_steward or person.is_admin):
+        raise PermissionDenied(f"{actor} is not a data steward; only data stewards decide on projects and grants.")
+    return person
+
+
+def require_admin(session: Session, actor: str) -> Person:
+    person = _person(session, actor)
+    if not person.is_admin:
+        raise PermissionDenied(f"{actor} is not an admin; only admins change platform roles.")
+    return person
+
+
+# --- what the state allows ------------------------------------------------------------------
+
+
+def _project(session: Session, slug: str) -> Project:
+    project = session.get(Project, slug)
+    if project is None:
+        raise WorkflowError(f"There is no project {slug}; `tre catalogue projects` lists them.")
+    return project
+
+
+def _move(session: Session, project: Project, to: ProjectStatus, **values) -> None:
+    """Change a project's status if, and only if, it is still what we read: the first of two
+    concurrent deciders wins and the second is told what happened."""
+    if to not in PROJECT_TRANSITIONS[project.status]:
+        raise WorkflowError(f"Project {project.slug} is {project.status.value}; it cannot become {to.value}.")
+    done = session.execute(
+        update(Project).where(Project.slug == project.slug, Project.status == project.status)
+        .values(status=to, **values).execution_options(synchronize_session=False)
+    ).rowcount
+    if done != 1:
+        raise WorkflowError(f"Project {project.slug} changed while you were deciding; look at it again.")
+    session.refresh(project)
+
+
+# --- applications --------------------------------------------------------------------------
+
+
+@dataclass
+class ApplicationForm:
+    slug: str
+    title: str
+    lay_summary: str
+    purpose: str
+    public_interest: str
+    datasets: list[str]
+    members: list[str] = field(default_factory=list)
+    starts_on: dt.date | None = None
+    ends_on: dt.date | None = None
+
+
+def apply_for_project(session: Session, applicant: str, form: ApplicationForm) -> Project:
+    """A researcher applies: the project exists as *requested*, with its members, and no data."""
+    person = _person(session, applicant)
+    problems = []
+    if session.get(Project, form.slug) is not None:
+        problems.append(f"a project called {form.slug} exists already; choose another short name")
+    unknown = sorted(set(form.datasets) - set(session.scalars(select(Dataset.slug))))
+    if unknown:
+        problems.append(f"no dataset called {', '.join(unknown)} in the catalogue")
+    if not form.datasets:
+        problems.append("name at least one dataset")
+    strangers = sorted(set(form.members) - set(session.scalars(select(Person.username))))
+    if strangers:
+        problems.append(f"{', '.join(strangers)} not in the catalogue")
+    if form.starts_on and form.ends_on and form.ends_on < form.starts_on:
+        problems.append("the end date is before the start date")
+    for name in ("title", "lay_summary", "purpose", "public_interest"):
+        if not getattr(form, name).strip():
+            problems.append(f"{name.replace('_', ' ')} is empty")
+    if problems:
+        raise WorkflowError("The application cannot be recorded: " + "; ".join(problems) + ".")
+    project = Project(
+        slug=form.slug, title=form.title, lay_summary=form.lay_summary, purpose=form.purpose,
+        public_interest=form.public_interest, principal_investigator=person.display_name,
+        starts_on=form.starts_on, ends_on=form.ends_on, status=S.REQUESTED, applicant=applicant,
+        requested_datasets=sorted(set(form.datasets)),
+    )
+    project.memberships = [Membership(username=applicant, role=MemberRole.PRINCIPAL_INVESTIGATOR)] + [
+        Membership(username=u, role=MemberRole.RESEARCHER) for u in sorted(set(form.members) - {applicant})
+    ]
+    session.add(project)
+    session.flush()
+    audit.record(session, applicant, AuditAction.PROJECT_APPLIED, project=form.slug,
+                 details={"datasets": project.requested_datasets, "members": [m.username for m in project.memberships]})
+    return project
+
+
+def approve(session: Session, steward: str, slug: str, *, approval_reference: str,
+            starts_on: dt.date, ends_on: dt.date) -> Project:
+    """The steward approves: the requested datasets are granted for the period, members can start."""
+    require_steward(session, steward)
+    project = _project(session, slug)
+    if not approval_reference.strip():
+        raise WorkflowError("An approval cites its reference (an ethics committee decision, say).")
+    if ends_on < starts_on:
+        raise WorkflowError(f"The grants would end ({ends_on}) before they start ({starts_on}).")
+    _move(session, project, S.ACTIVE, approval_reference=approval_reference, decided_by=steward,
+          starts_on=project.starts_on or starts_on, ends_on=project.ends_on or ends_on)
+    for dataset in project.requested_datasets:
+        add_grant(session, steward, slug, dataset, starts_on=starts_on, ends_on=ends_on,
+                  approval_reference=approval_reference, audited=False)
+    audit.record(session, steward, AuditAction.PROJECT_APPROVED, project=slug,
+                 details={"approval_reference": approval_reference, "datasets": project.requested_datasets,
+                          "from": starts_on.isoformat(), "until": ends_on.isoformat()})
+    return project
+
+
+def refuse(session: Session, steward: str, slug: str, *, reason: str) -> Project:
+    require_steward(session, steward)
+    project = _project(session, slug)
+    if project.status is not S.REQUESTED:
+        raise WorkflowError(f"Project {slug} is {project.status.value}, not an application; close it instead.")
+    if not reason.strip():
+        raise WorkflowError("A refusal gives its reason, for the applicant.")
+    _move(session, project, S.CLOSED, decided_by=steward, decision_reason=reason)
+    audit.record(session, steward, AuditAction.PROJECT_REFUSED, project=slug, details={"reason": reason})
+    return project
+
+
+def set_status(session: Session, steward: str, slug: str, status: ProjectStatus, *, reason: str) -> Project:
+    """Suspend, reactivate or close a project; the reconciler stops its servers within a minute."""
+    require_steward(session, steward)
+    project = _project(session, slug)
+    _move(session, project, status, decision_reason=reason, decided_by=steward)
+    audit.record(session, steward, AuditAction.PROJECT_STATUS, project=slug,
+                 details={"status": status.value, "reason": reason})
+    return project
+
+
+# --- members and grants ----------------------------------------------------------------------
+
+
+def add_member(session: Session, steward: str, slug: str, username: str,
+               role: MemberRole = MemberRole.RESEARCHER) -> Membership:
+    require_steward(session, steward)
+    project, _ = _project(session, slug), _person(session, username)
+    if session.get(Membership, (slug, username)):
+        raise WorkflowError(f"{username} is a member of {slug} already.")
+    membership = Membership(project_slug=slug, username=username, role=role)
+    project.memberships.append(membership)
+    session.flush()
+    audit.record(session, steward, AuditAction.MEMBER_ADDED, project=slug, details={"user": username, "role": role.value})
+    return membership
+
+
+def remove_member(session: Session, steward: str, slug: str, username: str) -> None:
+    require_steward(session, steward)
+    membership = session.get(Membership, (slug, username))
+    if membership is None:
+        raise WorkflowError(f"{username} is not a member of {slug}.")
+    session.delete(membership)
+    session.flush()
+    audit.record(session, steward, AuditAction.MEMBER_REMOVED, project=slug, details={"user": username})
+
+
+def add_grant(session: Session, steward: str, slug: str, dataset_slug: str, *, starts_on: dt.date,
+              ends_on: dt.date, approval_reference: str, audited: bool = True) -> Grant:
+    require_steward(session, steward)
+    project = _project(session, slug)
+    dataset = session.get(Dataset, dataset_slug)
+    if dataset is None:
+        raise WorkflowError(f"There is no dataset {dataset_slug}; `tre datasets list` lists them.")
+    if ends_on < starts_on:
+        raise WorkflowError(f"The grant would end ({ends_on}) before it starts ({starts_on}).")
+    grant = Grant(project_slug=slug, dataset_slug=dataset_slug, dataset_version=dataset.version,
+                  starts_on=starts_on, ends_on=ends_on, approved_by=steward, approval_reference=approval_reference)
+    project.grants.append(grant)
+    session.flush()
+    if audited:
+        audit.record(session, steward, AuditAction.GRANT_ADDED, project=slug, details={
+            "dataset": dataset_slug, "version": dataset.version, "from": starts_on.isoformat(),
+            "until": ends_on.isoformat(), "approval_reference": approval_reference})
+    return grant
+
+
+def revoke_grant(session: Session, steward: str, slug: str, dataset_slug: str, *, today: dt.date | None = None) -> int:
+    """End the project's grants of a dataset as of yesterday; the record of them stays."""
+    require_steward(session, steward)
+    today = today or dt.date.today()
+    grants = [g for g in _project(session, slug).grants if g.dataset_slug == dataset_slug and g.in_force(today)]
+    if not grants:
+        raise WorkflowError(f"Project {slug} has no grant of {dataset_slug} in force.")
+    for grant in grants:
+        grant.ends_on = max(grant.starts_on - dt.timedelta(days=1), today - dt.timedelta(days=1))
+    session.flush()
+    audit.record(session, steward, AuditAction.GRANT_REVOKED, project=slug, details={"dataset": dataset_slug})
+    return len(grants)
+
+
+def set_checker(session: Session, admin: str, username: str, accredited_until: dt.date | None) -> Person:
+    """Accredit an output checker until a date, or (None) withdraw the role."""
+    require_admin(session, admin)
+    person = _person(session, username)
+    person.checker_accredited_until = accredited_until
+    session.flush()
+    audit.record(session, admin, AuditAction.ROLE_CHANGED, details={
+        "user": username, "role": "output_checker",
+        "until": accredited_until.isoformat() if accredited_until else None})
+    return person

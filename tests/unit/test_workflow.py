@@ -1,0 +1,134 @@
+"""The access workflow: apply, approve or refuse, suspend, members and grants; audited; one
+decision when two stewards decide at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from datasets import audit, workflow
+from datasets.catalogue import AccessRefused, Refusal, workspace_access
+from datasets.db import session_scope
+from datasets.models import Project, ProjectStatus
+
+TODAY = dt.date(2026, 11, 23)
+FORM = workflow.ApplicationForm(
+    slug="stroke-care", title="Stroke care pathways", lay_summary="How stroke patients are followed.",
+    purpose="Describe pathways after a stroke.", public_interest="Better rehabilitation.",
+    datasets=["hospital_stays", "claims"], members=["erin"],
+)
+
+
+def apply(url, form=FORM):
+    with session_scope(url) as session:
+        return workflow.apply_for_project(session, "alice", form)
+
+
+def approve(url, steward="steward"):
+    with session_scope(url) as session:
+        workflow.approve(session, steward, "stroke-care", approval_reference="CESREES-2026-0200",
+                         starts_on=dt.date(2026, 11, 1), ends_on=dt.date(2027, 10, 31))
+
+
+def access(url, user="alice", project="stroke-care"):
+    with session_scope(url) as session:
+        return workspace_access(session, user, project, TODAY)
+
+
+def test_an_application_gives_no_access_until_approved(catalogue_url):
+    apply(catalogue_url)
+    with pytest.raises(AccessRefused) as refused:
+        access(catalogue_url)
+    assert refused.value.reason is Refusal.PROJECT_NOT_STARTABLE
+    approve(catalogue_url)
+    assert [d.slug for d in access(catalogue_url).datasets] == ["claims", "hospital_stays"]
+    assert [d.slug for d in access(catalogue_url, "erin").datasets] == ["claims", "hospital_stays"]
+
+
+def test_bad_applications_say_everything_that_is_wrong_and_record_nothing(catalogue_url):
+    bad = workflow.ApplicationForm(slug="cardio-risk", title="", lay_summary="x", purpose="x", public_interest="x",
+                                   datasets=["imaging"], members=["ghost"],
+                                   starts_on=dt.date(2027, 1, 1), ends_on=dt.date(2026, 1, 1))
+    with pytest.raises(workflow.WorkflowError) as error:
+        apply(catalogue_url, bad)
+    message = str(error.value)
+    for problem in ("exists already", "no dataset called imaging", "ghost not in the catalogue",
+                    "end date is before", "title is empty"):
+        assert problem in message
+
+
+def test_only_stewards_decide(catalogue_url):
+    apply(catalogue_url)
+    with pytest.raises(workflow.PermissionDenied, match="not a data steward"):
+        approve(catalogue_url, steward="bob")
+
+
+def test_two_stewards_approving_at_once_yield_one_approval(catalogue_url):
+    apply(catalogue_url)
+    with session_scope(catalogue_url) as session:
+        from datasets.models import Person
+
+        session.add(Person(username="steward2", display_name="Second Steward", is_data_steward=True))
+    outcomes, barrier = [], threading.Barrier(2)
+
+    def decide(steward):
+        barrier.wait()
+        try:
+            approve(catalogue_url, steward)
+            outcomes.append("approved")
+        except workflow.WorkflowError as exc:
+            outcomes.append(str(exc))
+        except Exception as exc:  # a database refusing the second writer counts as a refusal too
+            outcomes.append(f"refused by the database: {type(exc).__name__}")
+
+    threads = [threading.Thread(target=decide, args=(s,)) for s in ("steward", "steward2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("approved") == 1, outcomes
+    with session_scope(catalogue_url) as session:
+        assert len(session.get(Project, "stroke-care").grants) == 2
+        approvals = [e for e in audit.events(session) if e.action == "project.approved"]
+        assert len(approvals) == 1
+
+
+def test_refusal_closes_the_application_with_its_reason(catalogue_url):
+    apply(catalogue_url)
+    with session_scope(catalogue_url) as session:
+        workflow.refuse(session, "steward", "stroke-care", reason="Purpose too broad for the data asked.")
+    with session_scope(catalogue_url) as session:
+        project = session.get(Project, "stroke-care")
+        assert project.status is ProjectStatus.CLOSED and "too broad" in project.decision_reason
+    with pytest.raises(workflow.WorkflowError, match="cannot become active"):
+        approve(catalogue_url)
+
+
+def test_suspend_revoke_and_remove_end_access(catalogue_url):
+    with session_scope(catalogue_url) as session:
+        workflow.revoke_grant(session, "steward", "cardio-risk", "claims", today=TODAY)
+    assert [d.slug for d in access(catalogue_url, "alice", "cardio-risk").datasets] == ["hospital_stays"]
+    with session_scope(catalogue_url) as session:
+        workflow.remove_member(session, "steward", "cardio-risk", "erin")
+    with pytest.raises(AccessRefused):
+        access(catalogue_url, "erin", "cardio-risk")
+    with session_scope(catalogue_url) as session:
+        workflow.set_status(session, "steward", "cardio-risk", ProjectStatus.SUSPENDED, reason="audit")
+    with pytest.raises(AccessRefused):
+        access(catalogue_url, "alice", "cardio-risk")
+    with session_scope(catalogue_url) as session:
+        actions = [e.action for e in audit.events(session)]
+        assert audit.verify(session).ok
+    assert actions[-3:] == ["grant.revoked", "member.removed", "project.status"]
+
+
+def test_a_failed_act_leaves_no_trace(catalogue_url):
+    with pytest.raises(workflow.WorkflowError):
+        with session_scope(catalogue_url) as session:
+            workflow.add_member(session, "steward", "cardio-risk", "bob")
+            workflow.add_member(session, "steward", "cardio-risk", "bob")  # twice: the whole act fails
+    with session_scope(catalogue_url) as session:
+        assert "bob" not in {m.username for m in session.get(Project, "cardio-risk").memberships}
+        assert not [e for e in audit.events(session) if e.action == "member.added"]

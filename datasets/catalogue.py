@@ -42,6 +42,7 @@ class Refusal(enum.StrEnum):
     PROJECT_NOT_STARTED = "project_not_started"
     PROJECT_ENDED = "project_ended"
     NO_DATASET_IN_FORCE = "no_dataset_in_force"
+    DATASET_INTEGRITY = "dataset_integrity"
 
 
 class AccessRefused(Exception):
@@ -57,6 +58,7 @@ class GrantedDataset:
     version: str
     storage_path: PurePosixPath  # relative to the data root
     ends_on: dt.date
+    file_hashes: tuple[tuple[str, str], ...] = ()  # (file name, sha256) as registered
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def workspace_access(session: Session, username: str, project_slug: str, today: 
             version=g.dataset_version,
             storage_path=PurePosixPath(g.dataset.storage_path),
             ends_on=g.ends_on,
+            file_hashes=tuple(sorted(g.dataset.file_hashes.items())),
         )
         for g in sorted(project.grants, key=lambda g: g.dataset_slug)
         if g.in_force(today)

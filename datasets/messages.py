@@ -21,6 +21,10 @@ REFUSALS: dict[Refusal, str] = {
     Refusal.PROJECT_ENDED: (
         "Project {project} ended on {date}. Ask a data steward to extend it if your work goes on."
     ),
+    Refusal.DATASET_INTEGRITY: (
+        "Dataset {dataset} failed its integrity check ({problem}), so it is not mounted and the workspace "
+        "does not start. A data steward must restore it or register its new version."
+    ),
     Refusal.NO_DATASET_IN_FORCE: (
         "Project {project} has no dataset grant in force today. Ask a data steward to renew its grants."
     ),

@@ -19,12 +19,13 @@ from traitlets import Float, Integer, Unicode, default
 
 from datasets import audit
 from datasets.audit import AuditAction
-from datasets.catalogue import AccessRefused, WorkspaceAccess, workspace_access
+from datasets.catalogue import AccessRefused, Refusal, WorkspaceAccess, workspace_access
+from datasets.integrity import DatasetIntegrityError, verify_dataset_folder
 from datasets.db import session_scope
 from datasets.i18n import negotiate, translate
 from datasets.messages import explain
 from spawner import docker_adapter
-from spawner.plan import WorkspacePlan, make_workspace_plan
+from spawner.plan import WorkspacePlan, dataset_source, make_workspace_plan
 
 
 class WorkspaceRefused(web.HTTPError):
@@ -76,6 +77,11 @@ class ProjectSpawner(DockerSpawner):
         with session_scope(self.catalogue_url) as session:
             return workspace_access(session, self.user.name, self.name, dt.date.today())
 
+    def _verify_datasets(self, access: WorkspaceAccess) -> None:
+        for dataset in access.datasets:
+            verify_dataset_folder(dataset.slug, Path(self.data_root), dataset_source(Path(self.data_root), dataset.storage_path),
+                                  dict(dataset.file_hashes))
+
     async def _in_pool(self, function, *args):
         return await asyncio.wrap_future(self.executor.submit(function, *args))
 
@@ -113,6 +119,13 @@ class ProjectSpawner(DockerSpawner):
             pids_limit=self.pids_limit,
             ui_language=self.language,
         )
+        try:
+            await self._in_pool(self._verify_datasets, access)
+        except DatasetIntegrityError as error:
+            self.log.error("Refused workspace %s/%s: %s", self.user.name, self.name, error)
+            refusal = AccessRefused(Refusal.DATASET_INTEGRITY, dataset=error.dataset, problem=error.problem)
+            await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, facts=refusal.params)
+            raise WorkspaceRefused(explain(refusal, self.language)) from None
         gateway = await self._in_pool(docker_adapter.ensure_network, self.client, plan.network)
         await self._in_pool(docker_adapter.prepare_directories, plan)
         self._apply(plan, gateway)

@@ -145,3 +145,22 @@ def test_revoking_one_grant_stops_the_workspace_that_mounts_it(lifecycle_hub):
         assert listing == ["hospital_stays"]
     finally:
         hub.stop(alice, "alice", "cardio-risk")
+
+
+def test_a_dataset_changed_since_registration_is_not_mounted(lifecycle_hub):
+    hub = lifecycle_hub
+    data = hub.home / "data" / "lab_results" / "lab_results.csv"
+    original = data.read_bytes()
+    data.write_bytes(original.replace(b"mmol/L", b"mmol/l", 1))
+    try:
+        bob = hub.login("bob")
+        reply = bob.get(f"{hub.url}/hub/spawn/bob/diabetes-outcomes")
+        assert reply.status_code == 403
+        assert "Dataset lab_results failed its integrity check" in reply.text
+        assert "lab_results.csv does not match its registered sha256" in reply.text
+        assert not workspace_containers(hub, "bob", "diabetes-outcomes")
+    finally:
+        data.write_bytes(original)
+    with catalogue(hub) as session:
+        refusals = [e for e in audit.events(session) if e.action == "workspace.refused"]
+        assert refusals[-1].details["reason"] == "dataset_integrity"

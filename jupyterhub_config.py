@@ -64,7 +64,8 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {"name": "idle-culler", "services": ["idle-culler"],
      "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
-    {"name": "reconciler", "services": ["reconciler"], "scopes": ["list:users", "read:servers", "delete:servers"]},
+    {"name": "reconciler", "services": ["reconciler"],
+     "scopes": ["list:users", "read:servers", "delete:servers", "list:groups", "read:groups", "admin:groups"]},
 ]
 # A workspace's own token: report activity and be reached, nothing else of the hub's API.
 c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server"]

@@ -8,7 +8,8 @@ At start-up (after a hub crash, say) and then every ``--interval`` seconds it:
 2. removes workspace containers of this installation that the hub no longer knows (left behind
    by a crash), by their labels.
 
-Every stop is one audit row with its reason. Run by the hub: ``python -m spawner.reconciler``.
+It also keeps one hub group per open project and one of output checkers, for the hub's admin
+page. Every stop is one audit row with its reason. Run by the hub: ``python -m spawner.reconciler``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ import requests
 
 from datasets import audit
 from datasets.audit import AuditAction
-from datasets.catalogue import AccessRefused, workspace_access
+from sqlalchemy import select
+
+from datasets.catalogue import AccessRefused, known_people, workspace_access
+from datasets.models import Project, ProjectStatus
 from datasets.db import session_scope
 from datasets.settings import TRESettings
 
@@ -50,6 +54,35 @@ class Hub:
             if not page["_pagination"].get("next"):
                 return servers
             offset = page["_pagination"]["next"]["offset"]
+
+    def users(self) -> set[str]:
+        return {u["name"] for u in self._pages("users")}
+
+    def groups(self) -> dict[str, set[str]]:
+        return {g["name"]: set(g["users"]) for g in self._pages("groups")}
+
+    def _pages(self, path: str) -> list[dict]:
+        items, offset = [], 0
+        while True:
+            reply = self.session.get(f"{self.api_url}/{path}", params={"offset": offset, "limit": 200},
+                                     headers={"Accept": "application/jupyterhub-pagination+json"}, timeout=30)
+            reply.raise_for_status()
+            page = reply.json()
+            items.extend(page["items"])
+            if not page["_pagination"].get("next"):
+                return items
+            offset = page["_pagination"]["next"]["offset"]
+
+    def set_group(self, name: str, current: set[str] | None, wanted: set[str]) -> None:
+        if current is None:
+            self.session.post(f"{self.api_url}/groups/{name}", timeout=30).raise_for_status()
+            current = set()
+        if wanted - current:
+            self.session.post(f"{self.api_url}/groups/{name}/users", json={"users": sorted(wanted - current)},
+                              timeout=30).raise_for_status()
+        if current - wanted:
+            self.session.delete(f"{self.api_url}/groups/{name}/users", json={"users": sorted(current - wanted)},
+                                timeout=30).raise_for_status()
 
     def stop(self, user: str, server: str) -> None:
         reply = self.session.delete(f"{self.api_url}/users/{user}/servers/{server}", timeout=60)
@@ -92,6 +125,29 @@ def reconcile_once(hub: Hub, client: docker.DockerClient, settings: TRESettings)
     return stopped
 
 
+CHECKERS_GROUP = "output-checkers"
+PROJECT_GROUP_PREFIX = "project-"
+
+
+def sync_groups(hub: Hub, settings: TRESettings) -> None:
+    """One hub group per open project and one of output checkers in date, so that the hub's admin
+    page shows who is where. Only people the hub knows (who signed in once) can be in a group."""
+    today = dt.date.today()
+    with session_scope(settings.catalogue_url) as session:
+        wanted = {f"{PROJECT_GROUP_PREFIX}{project.slug}": {m.username for m in project.memberships}
+                  for project in session.scalars(select(Project).where(Project.status != ProjectStatus.CLOSED))}
+        wanted[CHECKERS_GROUP] = {p.username for p in known_people(session).values()
+                                  if p.checker_accredited_until and p.checker_accredited_until >= today}
+    known, current = hub.users(), hub.groups()
+    for name, members in wanted.items():
+        members &= known
+        if current.get(name) != members:
+            hub.set_group(name, current.get(name), members)
+    for name, members in current.items():
+        if name.startswith(PROJECT_GROUP_PREFIX) and name not in wanted and members:
+            hub.set_group(name, members, set())
+
+
 def _audit(settings: TRESettings, user: str, project: str | None, kind: str, reason: str, **extra) -> None:
     with session_scope(settings.catalogue_url) as session:
         audit.record(session, "reconciler", AuditAction.WORKSPACE_STOP, project=project,
@@ -109,6 +165,7 @@ def main() -> None:
     while True:
         try:
             reconcile_once(hub, client, settings)
+            sync_groups(hub, settings)
         except (requests.RequestException, docker.errors.DockerException) as exc:
             log.error("pass failed, trying again in %ss: %s", args.interval, exc)
         time.sleep(args.interval)

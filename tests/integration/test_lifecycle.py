@@ -164,3 +164,22 @@ def test_a_dataset_changed_since_registration_is_not_mounted(lifecycle_hub):
     with catalogue(hub) as session:
         refusals = [e for e in audit.events(session) if e.action == "workspace.refused"]
         assert refusals[-1].details["reason"] == "dataset_integrity"
+
+
+def test_hub_groups_follow_the_catalogue(lifecycle_hub):
+    hub = lifecycle_hub
+    for person in ("alice", "erin", "bob", "carol"):
+        hub.login(person)
+    admin = hub.login("admin")
+    from tests.integration.conftest import hub_xsrf
+
+    token = admin.post(f"{hub.url}/hub/api/users/admin/tokens", json={"expires_in": 300},
+                       headers={"X-XSRFToken": hub_xsrf(admin), "Referer": f"{hub.url}/hub/token"}).json()["token"]
+
+    def groups():
+        reply = requests.get(f"{hub.url}/hub/api/groups", headers={"Authorization": f"token {token}"})
+        return {g["name"]: sorted(g["users"]) for g in reply.json()}
+
+    wait_for(lambda: groups().get("project-cardio-risk") == ["alice", "erin"]
+             and groups().get("project-diabetes-outcomes") == ["bob"]
+             and groups().get("output-checkers") == ["carol"], 30, "groups synced from the catalogue")

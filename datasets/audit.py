@@ -40,6 +40,7 @@ class AuditAction(enum.StrEnum):
     GRANT_ADDED = "grant.added"
     GRANT_REVOKED = "grant.revoked"
     ROLE_CHANGED = "role.changed"
+    DATASET_REGISTERED = "dataset.registered"
 
 
 def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: str | None,

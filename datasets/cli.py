@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import getpass
+import hashlib
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from datasets import audit
 from datasets import catalogue as cat
-from datasets.db import session_scope, upgrade
+from datasets.audit import AuditAction
+from datasets.db import is_current, session_scope, upgrade
 from datasets.settings import TRESettings
 
 app = typer.Typer(help="Trusted research environment: catalogue, demo and images.", no_args_is_help=True)
@@ -58,6 +64,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _catalogue_url() -> str:
+    """The TRE database's URL, once we know it is there and up to date."""
+    settings = TRESettings()
+    if not is_current(settings.catalogue_url):
+        _fail(f"The TRE database {settings.catalogue_url} is missing or older than this version of the TRE. "
+              f"Check TRE_HOME (now {settings.home}), then run `tre db upgrade`.")
+    return settings.catalogue_url
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the TRE database to the newest schema."""
@@ -75,6 +90,8 @@ def catalogue_load(path: Annotated[Path, typer.Argument(help="A catalogue YAML f
         parsed = cat.read_catalogue_file(path)
         with session_scope(settings.catalogue_url) as session:
             counts = cat.load_catalogue(session, parsed, settings.data_root)
+            audit.record(session, os.environ.get("SUDO_USER") or getpass.getuser(), AuditAction.CATALOGUE_LOAD,
+                         details={"file": str(path), **counts})
     except cat.CatalogueFileError as exc:
         _fail(str(exc))
     console.print(
@@ -92,7 +109,7 @@ def catalogue_projects() -> None:
 
     today = dt.date.today()
     table = Table("project", "status", "ends on", "members", "datasets in force")
-    with session_scope(settings.catalogue_url) as session:
+    with session_scope(_catalogue_url()) as session:
         for project in session.scalars(select(Project).order_by(Project.slug)):
             table.add_row(
                 project.slug, project.status.value, str(project.ends_on or ""),
@@ -170,9 +187,7 @@ def images_build(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the whole chain; exit 1 naming the first changed, deleted or inserted row."""
-    from datasets import audit
-
-    with session_scope(TRESettings().catalogue_url) as session:
+    with session_scope(_catalogue_url()) as session:
         result = audit.verify(session)
     if not result.ok:
         _fail(f"audit log broken at row {result.first_bad_seq}: {result.problem}. "
@@ -187,9 +202,7 @@ def audit_export(
     """Write the audit log as JSON Lines, one event per line, with its hashes."""
     import sys
 
-    from datasets import audit
-
-    with session_scope(TRESettings().catalogue_url) as session:
+    with session_scope(_catalogue_url()) as session:
         stream = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
             for event in audit.events(session):
@@ -236,7 +249,7 @@ def _act(function, *args, **kwargs):
     from datasets.workflow import WorkflowError
 
     try:
-        with session_scope(TRESettings().catalogue_url) as session:
+        with session_scope(_catalogue_url()) as session:
             return function(session, *args, **kwargs)
     except WorkflowError as exc:
         _fail(str(exc))
@@ -339,6 +352,55 @@ def checkers_remove(username: str, actor: Actor) -> None:
     console.print(f"{username} is no longer an output checker.")
 
 
+@datasets_app.command("add")
+def datasets_add(
+    slug: str, actor: Actor,
+    path: Annotated[str, typer.Option(help="Its folder, relative to the data root.")],
+    title: Annotated[str, typer.Option()],
+    controller: Annotated[str, typer.Option(help="The data controller.")],
+    version: Annotated[str, typer.Option()],
+    sensitivity: Annotated[str, typer.Option()] = "pseudonymised",
+    description: Annotated[str, typer.Option()] = "",
+    licence: Annotated[str, typer.Option(help="Licence or conditions of use.")] = "",
+) -> None:
+    """Register a dataset (or its new version): sha256 of every file, row count from Parquet."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from datasets import workflow
+    from datasets.catalogue import DatasetEntry
+    from datasets.models import Dataset
+
+    settings = TRESettings()
+    try:
+        entry = DatasetEntry(slug=slug, title=title, data_controller=controller, sensitivity=sensitivity,
+                             version=version, storage_path=path, description=description, licence=licence)
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    folder = settings.data_root / entry.storage_path
+    if not folder.is_dir() or not folder.resolve().is_relative_to(settings.data_root.resolve()):
+        _fail(f"{folder} is not a folder inside the data root {settings.data_root}; put the dataset there first.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    hashes = {}
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task(f"sha256 of {slug}", total=sum(p.stat().st_size for p in files))
+        for path_ in files:
+            digest = hashlib.sha256()
+            with path_.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 22), b""):
+                    digest.update(block)
+                    progress.advance(task, len(block))
+            hashes[path_.name] = digest.hexdigest()
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.read_metadata(p).num_rows for p in files if p.suffix == ".parquet") or None
+    dataset = Dataset(slug=slug, title=title, description=description, data_controller=controller,
+                      sensitivity=sensitivity, version=version, storage_path=entry.storage_path, licence=licence,
+                      columns=[], file_hashes=hashes, row_count=rows)
+    _act(workflow.register_dataset, actor, dataset)
+    console.print(f"Registered {slug} {version}: {len(hashes)} files" + (f", {rows:,} rows." if rows else "."))
+
+
 @datasets_app.command("list")
 def datasets_list() -> None:
     """The catalogue's datasets."""
@@ -347,7 +409,7 @@ def datasets_list() -> None:
     from datasets.models import Dataset
 
     table = Table("dataset", "version", "title", "rows", "files", "sensitivity")
-    with session_scope(TRESettings().catalogue_url) as session:
+    with session_scope(_catalogue_url()) as session:
         for d in session.scalars(select(Dataset).order_by(Dataset.slug)):
             table.add_row(d.slug, d.version, d.title, f"{d.row_count:,}" if d.row_count else "", str(len(d.file_hashes)), d.sensitivity)
     console.print(table)
@@ -358,7 +420,7 @@ def datasets_show(slug: str) -> None:
     """A dataset's metadata and schema (never its data)."""
     from datasets.models import Dataset
 
-    with session_scope(TRESettings().catalogue_url) as session:
+    with session_scope(_catalogue_url()) as session:
         dataset = session.get(Dataset, slug)
         if dataset is None:
             _fail(f"There is no dataset {slug}; `tre datasets list` lists them.")

@@ -53,3 +53,15 @@ def upgrade(url: str) -> None:
     """Bring the database to the newest schema; a no-op when it is already there."""
     engine_for(url)  # creates the SQLite folder
     command.upgrade(alembic_config(url), "head")
+
+
+def is_current(url: str) -> bool:
+    """Whether the database exists and is at the newest migration (never creates anything)."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return False
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with create_engine(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head

@@ -240,6 +240,20 @@ def revoke_grant(session: Session, steward: str, slug: str, dataset_slug: str, *
     return len(grants)
 
 
+def register_dataset(session: Session, steward: str, dataset: Dataset) -> Dataset:
+    """Add a dataset (or a new version of one) with the sha256 of its files, as found on disk."""
+    require_steward(session, steward)
+    existing = session.get(Dataset, dataset.slug)
+    if existing is not None and existing.version == dataset.version:
+        raise WorkflowError(f"Dataset {dataset.slug} {dataset.version} is registered already; "
+                            "a changed dataset is registered as a new version.")
+    merged = session.merge(dataset)
+    session.flush()
+    audit.record(session, steward, AuditAction.DATASET_REGISTERED, details={
+        "dataset": dataset.slug, "version": dataset.version, "files": dataset.file_hashes})
+    return merged
+
+
 def set_checker(session: Session, admin: str, username: str, accredited_until: dt.date | None) -> Person:
     """Accredit an output checker until a date, or (None) withdraw the role."""
     require_admin(session, admin)

@@ -1,12 +1,15 @@
 """Builds the analysis images with the Docker SDK, on a laptop online or in a closed hospital network.
 
-The base is ``debian:bookworm-slim``: pulled where a registry answers, otherwise made here with
-debootstrap from the host's Debian mirror and imported under that same name, so one set of
-Dockerfiles serves both. Builds take extra CA certificates (a TLS proxy's) into the build context.
+The base is ``debian:bookworm-slim``: reused when present, pulled where a registry answers, otherwise
+made here with debootstrap from the host's Debian mirror, slimmed the way the official image is, and
+imported under that same name, so one set of Dockerfiles serves every site. Builds use Docker's
+legacy builder with an in-memory context that carries the extra CA certificates (a TLS proxy's) as
+``certs/extra-ca.crt``; unchanged inputs hit the build cache and take seconds.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import os
 import re
@@ -15,39 +18,67 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
+import requests
 from docker.errors import APIError, ImageNotFound
 
 IMAGES_DIR = Path(__file__).resolve().parent
-BASE_IMAGE = "debian:bookworm-slim"
+BASE_REPOSITORY, BASE_TAG = "debian", "bookworm-slim"
+BASE_IMAGE = f"{BASE_REPOSITORY}:{BASE_TAG}"
+SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-LABELS = {"tre.managed": "true"}
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-LOG_DIR = Path(os.environ.get("TRE_BUILD_LOG_DIR", tempfile.gettempdir()))
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+EXTRA_CA_IN_CONTEXT = "certs/extra-ca.crt"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY",
+                   "http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy")
+LOG_TAIL_LINES = 25
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the engine colours the RUN steps' stderr
 
 Progress = Callable[[str], None] | None
 
-# What the official slim image leaves out; debootstrap's minbase keeps it unless told.
-DPKG_SLIM_EXCLUDES = """\
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/locale/*
-path-include /usr/share/locale/locale.alias
-path-exclude /usr/share/lintian/*
-"""
+# The official slim image's dpkg filter (debuerreotype's slimify list): documentation, manual pages
+# and translations never land, only the copyright files the licences ask to keep.
+SLIM_EXCLUDES = (
+    "/usr/share/doc/*", "/usr/share/groff/*", "/usr/share/info/*", "/usr/share/linda/*",
+    "/usr/share/lintian/overrides/*", "/usr/share/locale/*", "/usr/share/man/*",
+)
+SLIM_INCLUDES = ("/usr/share/doc/*/copyright",)
+DPKG_SLIM_CONFIG = (
+    "# The \"slim\" variant, as in the official debian image: files containers never need are\n"
+    "# excluded, and this configuration keeps them out of later installs too.\n"
+    + "".join(f"path-exclude {p}\n" for p in SLIM_EXCLUDES)
+    + "".join(f"path-include {p}\n" for p in SLIM_INCLUDES)
+)
+APT_CLEAN = '"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true";'
+# What the official image adds to a minbase debootstrap (debuerreotype-minimizing-config).
+MINIMIZING_CONFIG = {
+    "etc/apt/apt.conf.d/docker-clean": (
+        f"DPkg::Post-Invoke {{ {APT_CLEAN} }};\nAPT::Update::Post-Invoke {{ {APT_CLEAN} }};\n"
+        'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
+    ),
+    "etc/apt/apt.conf.d/docker-no-languages": 'Acquire::Languages "none";\n',
+    "etc/apt/apt.conf.d/docker-gzip-indexes": (
+        'Acquire::GzipIndexes "true";\nAcquire::CompressionTypes::Order:: "gz";\n'
+    ),
+    "etc/apt/apt.conf.d/docker-autoremove-suggests": 'Apt::AutoRemove::SuggestsImportant "false";\n',
+    "etc/dpkg/dpkg.cfg.d/docker-apt-speedup": "force-unsafe-io\n",
+    "etc/dpkg/dpkg.cfg.d/docker": DPKG_SLIM_CONFIG,
+}
+POLICY_RC_D = "#!/bin/sh\n# Services never start during an image build.\nexit 101\n"
 
 
 class ImageBuildError(RuntimeError):
-    def __init__(self, name: str, step: str, log_tail: str, log_path: Path) -> None:
+    """A Dockerfile step failed: which one, the end of its output, and where the whole log is."""
+
+    def __init__(self, name: str, step: str, log_tail: str, log_path: Path | None = None) -> None:
         self.name, self.step, self.log_tail, self.log_path = name, step, log_tail, log_path
+        where = f"\nFull log: {log_path}." if log_path else ""
         super().__init__(
-            f"Image {name}: the build failed at {step}.\n{log_tail}\n"
-            f"Full log: {log_path}. Fix the Dockerfile or requirements and build again; nothing was tagged."
+            f"The {name} image did not build: {step} failed.\n{log_tail}{where}\n"
+            f"Nothing was tagged. Fix images/{name} (or the network, if a download failed) and build again."
         )
 
 
@@ -56,135 +87,234 @@ def _say(progress: Progress, line: str) -> None:
         progress(line)
 
 
-def host_mirror() -> str:
-    """The Debian mirror the host's apt uses, so a closed network's mirror works unchanged."""
-    sources = [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]
-    for path in sources:
-        if path.exists():
-            match = re.search(r"(?:URIs:|deb)\s+(\S+/debian)\s", path.read_text() + "\n")
-            if match:
-                return match.group(1)
-    return DEFAULT_MIRROR
+def default_ca_bundle() -> Path | None:
+    """The extra CA certificates a build should trust: ``TRE_EXTRA_CA_BUNDLE`` if set, else the
+    host's bundle (which holds a TLS-intercepting proxy's CA when the host trusts one)."""
+    configured = os.environ.get("TRE_EXTRA_CA_BUNDLE")
+    if configured:
+        return Path(configured)
+    return HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None
+
+
+# --- the base image ---------------------------------------------------------------------------
 
 
 def ensure_base_image(client: docker.DockerClient, *, progress: Progress = None) -> str:
-    """The id of ``debian:bookworm-slim``: present, pulled, or built with debootstrap and imported."""
+    """The id of ``debian:bookworm-slim``: already here, pulled, or built with debootstrap."""
     try:
         return client.images.get(BASE_IMAGE).id
     except ImageNotFound:
         pass
+    _say(progress, f"pulling {BASE_IMAGE}")
     try:
-        _say(progress, f"pulling {BASE_IMAGE}")
-        return client.images.pull(BASE_IMAGE).id
-    except APIError as exc:
-        _say(progress, f"no registry answers ({exc.explanation}); building the base with debootstrap")
-    return _debootstrap_base(client, host_mirror(), progress)
+        for event in client.api.pull(BASE_REPOSITORY, tag=BASE_TAG, stream=True, decode=True):
+            if "error" in event:
+                raise APIError(event["error"])
+            _say(progress, " ".join(str(event[k]) for k in ("id", "status", "progress") if event.get(k)))
+        return client.images.get(BASE_IMAGE).id
+    except (APIError, requests.RequestException) as exc:
+        reason = getattr(exc, "explanation", None) or str(exc)
+        _say(progress, f"no registry answers ({reason}); making {BASE_IMAGE} with debootstrap")
+    return debootstrap_base_image(client, progress=progress)
 
 
-def _debootstrap_base(client: docker.DockerClient, mirror: str, progress: Progress) -> str:
+def apt_mirrors(sources_dir: Path = Path("/etc/apt")) -> tuple[str, str]:
+    """(Debian mirror, security mirror) the host's apt uses, so a closed network's mirror works
+    unchanged; deb.debian.org when the host is not a Debian with such sources."""
+    entries: list[tuple[str, list[str]]] = []  # (uri, suites)
+    files = sorted((sources_dir / "sources.list.d").glob("*.sources")) + sorted(
+        (sources_dir / "sources.list.d").glob("*.list")) + [sources_dir / "sources.list"]
+    for path in files:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        if path.suffix == ".sources":
+            for stanza in re.split(r"\n\s*\n", text):
+                fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.MULTILINE))
+                if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes") != "no":
+                    entries += [(uri, fields.get("Suites", "").split()) for uri in fields.get("URIs", "").split()]
+        else:
+            for match in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", text, re.MULTILINE):
+                entries.append((match.group(1), [match.group(2)]))
+    mirror = next((uri for uri, suites in entries if SUITE in suites), DEFAULT_MIRROR).rstrip("/")
+    security = next((uri for uri, suites in entries if f"{SUITE}-security" in suites), None)
+    if security is None:
+        security = re.sub(r"/debian$", "/debian-security", mirror) if mirror.endswith("/debian") \
+            else "http://deb.debian.org/debian-security"
+    return mirror, security.rstrip("/")
+
+
+def debootstrap_base_image(client: docker.DockerClient, *, progress: Progress = None,
+                           repository: str = BASE_REPOSITORY, tag: str = BASE_TAG) -> str:
+    """Make the slim Debian base with ``debootstrap --variant=minbase`` and import it; needs root."""
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError(
+            f"{BASE_IMAGE} is not here, no registry answers, and debootstrap is not installed; "
+            "install it (apt-get install debootstrap) or load the image with docker load."
+        )
+    mirror, security = apt_mirrors()
     with tempfile.TemporaryDirectory(prefix="tre-base-") as tmp:
         root = Path(tmp) / "rootfs"
-        root.mkdir()
-        # dpkg reads this during debootstrap's second stage, so the docs never land at all
-        (root / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
-        (root / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(DPKG_SLIM_EXCLUDES)
-        command = ["debootstrap", "--variant=minbase", "bookworm", str(root), mirror]
-        _run_streaming(command, progress)
-        security = mirror.rsplit("/debian", 1)[0] + "/debian-security"
+        # Written before debootstrap so the packages its second stage installs with dpkg obey it.
+        _write(root / "etc/dpkg/dpkg.cfg.d/docker", DPKG_SLIM_CONFIG)
+        _say(progress, f"debootstrap {SUITE} from {mirror}")
+        _run_streaming(["debootstrap", "--variant=minbase", SUITE, str(root), mirror], progress)
+        for relative, text in MINIMIZING_CONFIG.items():
+            _write(root / relative, text)
+        _write(root / "usr/sbin/policy-rc.d", POLICY_RC_D, mode=0o755)
+        # debootstrap copied these from this host; Docker provides its own in every container
+        (root / "etc/resolv.conf").unlink(missing_ok=True)
+        _write(root / "etc/hostname", "localhost\n")
         (root / "etc/apt/sources.list").unlink(missing_ok=True)
-        (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
-        (root / "etc/apt/sources.list.d/debian.sources").write_text(
-            f"Types: deb\nURIs: {mirror}\nSuites: bookworm bookworm-updates\nComponents: main\n"
-            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-            f"Types: deb\nURIs: {security}\nSuites: bookworm-security\nComponents: main\n"
-            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
-        )
-        (root / "etc/apt/apt.conf.d/docker-clean").write_text(
-            'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };\n'
-            'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";\n'
-        )
+        _write(root / "etc/apt/sources.list.d/debian.sources",
+               f"Types: deb\nURIs: {mirror}\nSuites: {SUITE} {SUITE}-updates\nComponents: main\n"
+               "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+               f"Types: deb\nURIs: {security}\nSuites: {SUITE}-security\nComponents: main\n"
+               "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+        subprocess.run(["chroot", str(root), "apt-get", "clean"], check=True)
         _slim(root)
-        archive = Path(tmp) / "rootfs.tar"
-        _say(progress, "packing the root file system")
-        subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(archive), "."], check=True)
-        _say(progress, f"importing as {BASE_IMAGE}")
-        # from a file, so the upload has a length (the engine rejects this one chunked)
-        client.api.import_image_from_file(str(archive), repository="debian", tag="bookworm-slim",
-                                          changes=['CMD ["bash"]'])
-    return client.images.get(BASE_IMAGE).id
+        _say(progress, f"importing the root file system as {repository}:{tag}")
+        # A tar stream straight from tar's stdout; the engine reads it as a chunked upload.
+        tar = subprocess.Popen(
+            ["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-c",
+             "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./run/*", "."],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            reply = str(client.api.import_image(src=tar.stdout, repository=repository, tag=tag,
+                                                changes=['CMD ["bash"]'], stream_src=True))
+        finally:
+            tar.stdout.close()
+            tar_status = tar.wait()
+    if tar_status != 0 or '"error' in reply:
+        raise RuntimeError(f"importing the debootstrapped root file system failed (tar exit {tar_status}): {reply}")
+    _say(progress, reply.strip())
+    return client.images.get(f"{repository}:{tag}").id
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
 
 
 def _slim(root: Path) -> None:
-    """Drop what the official slim image drops: debootstrap unpacks its first packages without
-    dpkg, so the path-exclude rules above only cover what later installs bring."""
-    for folder in ("usr/share/man", "usr/share/info", "usr/share/lintian", "var/lib/apt/lists",
-                   "var/cache/apt/archives"):
-        for path in (root / folder).glob("*"):
+    """Delete what the slim dpkg filter excludes: debootstrap's first stage unpacks the essential
+    packages without dpkg, so the filter alone leaves their documentation behind. Also drop apt
+    lists, caches and the logs of the bootstrap, as the official image does."""
+    for top in {p.split("*")[0].rstrip("/") for p in SLIM_EXCLUDES}:
+        base = root / top.lstrip("/")
+        if not base.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(base, topdown=False):
+            for name in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+                path = Path(dirpath) / name
+                inside = "/" + str(path.relative_to(root))
+                if any(fnmatch.fnmatch(inside, p) for p in SLIM_EXCLUDES) and not any(
+                        fnmatch.fnmatch(inside, p) for p in SLIM_INCLUDES):
+                    path.unlink()
+            if Path(dirpath) != base and not any(Path(dirpath).iterdir()):
+                Path(dirpath).rmdir()
+    for pattern in ("var/lib/apt/lists/*", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb",
+                    "var/cache/debconf/*-old", "var/lib/dpkg/*-old", "var/log/*.log", "var/log/apt/*",
+                    "var/cache/ldconfig/aux-cache"):
+        for path in root.glob(pattern):
             if path.is_file() or path.is_symlink():
                 path.unlink()
-            elif path.is_dir() and path.name != "partial":
-                shutil.rmtree(path)
-    for path in (root / "usr/share/doc").glob("*/*"):
-        if path.name != "copyright" and (path.is_file() or path.is_symlink()):
-            path.unlink()
-    for path in (root / "usr/share/locale").glob("*"):
-        if path.name != "locale.alias":
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _run_streaming(command: list[str], progress: Progress) -> None:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
+    assert process.stdout is not None
     for line in process.stdout:
-        tail = (tail + [line.rstrip()])[-20:]
+        tail = (tail + [line.rstrip()])[-LOG_TAIL_LINES:]
         _say(progress, line.rstrip())
     if process.wait() != 0:
-        raise RuntimeError(f"{command[0]} failed:\n" + "\n".join(tail))
+        raise RuntimeError(f"{command[0]} failed (exit {process.returncode}):\n" + "\n".join(tail))
+
+
+# --- analysis images --------------------------------------------------------------------------
 
 
 def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
-    """The folder ``images/<name>`` as a tar stream, with the extra CA bundle as certs/extra-ca.crt."""
+    """``images/<name>`` as an in-memory tar, plus the CA bundle as ``certs/extra-ca.crt`` (empty
+    when there is none, so the Dockerfile's COPY always has a source)."""
     folder = IMAGES_DIR / name
     stream = io.BytesIO()
+
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if "__pycache__" in info.name or info.name.endswith(".pyc"):
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mtime = 0  # a reproducible context; the cache itself keys on content
+        return info
+
     with tarfile.open(fileobj=stream, mode="w") as tar:
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                tar.add(path, arcname=str(path.relative_to(folder)))
+            if path.is_file():
+                tar.add(path, arcname=str(path.relative_to(folder)), filter=normalise)
         data = ca_bundle.read_bytes() if ca_bundle else b""
-        info = tarfile.TarInfo("certs/extra-ca.crt")
-        info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed mtime keeps the cache warm
+        info = tarfile.TarInfo(EXTRA_CA_IN_CONTEXT)
+        info.size, info.mode = len(data), 0o644
         tar.addfile(info, io.BytesIO(data))
     stream.seek(0)
     return stream
 
 
-def build_image(client: docker.DockerClient, name: str, *, ca_bundle: Path | None = None,
-                progress: Progress = None, tag: str | None = None) -> str:
-    """Build ``images/<name>/Dockerfile`` and return the image id; raise ImageBuildError on failure."""
+def build_image(client: docker.DockerClient, name: str, *, ca_bundle: Path | None,
+                progress: Progress = None, tag: str | None = None, no_cache: bool = False) -> str:
+    """Build ``images/<name>/Dockerfile``, tag it (``tre/<name>:latest`` by default) and return
+    its id. Every output line goes to ``progress`` and to a log file; a failed step raises
+    :class:`ImageBuildError`. ``no_cache`` rebuilds every step (for timing a cold build)."""
     if not (IMAGES_DIR / name / "Dockerfile").is_file():
         known = sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
-        raise ValueError(f"no image called {name!r}; known images: {', '.join(known)}")
+        raise ValueError(f"There is no image called {name!r} under {IMAGES_DIR}; known images: {', '.join(known)}.")
+    if ca_bundle is not None and not Path(ca_bundle).is_file():
+        raise FileNotFoundError(
+            f"CA bundle {ca_bundle} does not exist; set TRE_EXTRA_CA_BUNDLE to a PEM file or unset it."
+        )
     tag = tag or f"tre/{name}:latest"
-    buildargs = {k: v for k, v in os.environ.items() if k in PROXY_VARIABLES}
-    log_path = LOG_DIR / f"tre-build-{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    log: list[str] = []
-    step = "the start"
+    log_dir = Path(os.environ.get("TRE_BUILD_LOG_DIR", tempfile.gettempdir()))
+    log_path = log_dir / f"tre-build-{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    tail: list[str] = []
+    step = "sending the build context"
     image_id = None
-    for chunk in client.api.build(fileobj=build_context(name, ca_bundle), custom_context=True, tag=tag,
-                                  rm=True, forcerm=True, decode=True, buildargs=buildargs,
-                                  labels={**LABELS, "tre.image": name}):
-        if "stream" in chunk:
-            for line in chunk["stream"].splitlines():
-                log.append(line)
-                if line.startswith("Step "):
-                    step = line
-                _say(progress, line)
-        if "aux" in chunk and "ID" in chunk["aux"]:
-            image_id = chunk["aux"]["ID"]
-        if "error" in chunk:
-            log.append(chunk["error"])
-            log_path.write_text("\n".join(log) + "\n")
-            raise ImageBuildError(name, step, "\n".join(log[-15:]), log_path)
-    if image_id is None:
-        image_id = client.images.get(tag).id
-    return image_id
+    with log_path.open("w", encoding="utf-8") as log:
+        def record(line: str) -> None:
+            nonlocal step, tail
+            line = ANSI_ESCAPE.sub("", line).rstrip()
+            if not line:
+                return
+            if line.startswith("Step "):
+                step, tail = line, []  # the tail shown on failure is the failing step's own output
+            tail = (tail + [line])[-LOG_TAIL_LINES:]
+            log.write(line + "\n")
+            log.flush()
+            _say(progress, line)
+
+        try:
+            for chunk in _build_stream(client, name, ca_bundle, tag, no_cache):
+                for line in chunk.get("stream", "").splitlines():
+                    record(line)
+                if chunk.get("aux", {}).get("ID"):
+                    image_id = chunk["aux"]["ID"]
+                if "error" in chunk or "errorDetail" in chunk:
+                    record(chunk.get("error") or chunk["errorDetail"].get("message", ""))
+                    raise ImageBuildError(name, step, "\n".join(tail), log_path)
+        except (APIError, requests.RequestException) as exc:
+            record(f"Docker engine error: {exc}")
+            raise ImageBuildError(name, step, "\n".join(tail), log_path) from exc
+    return image_id or client.images.get(tag).id
+
+
+def _build_stream(client: docker.DockerClient, name: str, ca_bundle: Path | None, tag: str,
+                  no_cache: bool) -> Iterator[dict]:
+    return client.api.build(
+        fileobj=build_context(name, ca_bundle), custom_context=True,
+        tag=tag, decode=True, rm=True, forcerm=True, pull=False, nocache=no_cache,
+        labels={"tre.managed": "true", "tre.image": name},
+        # predefined proxy arguments: used by RUN steps, kept out of the image and its history
+        buildargs={k: v for k in PROXY_VARIABLES if (v := os.environ.get(k))},
+    )

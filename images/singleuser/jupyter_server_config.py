@@ -1,7 +1,12 @@
-"""Jupyter Server settings of every workspace (read from the image's venv, not the user's home)."""
+"""Jupyter Server settings of every workspace, read from the image's venv (etc/jupyter).
+
+With JUPYTERHUB_DISABLE_USER_CONFIG=1 (set in the image) nothing in the home folder overrides them.
+"""
 
 c = get_config()  # noqa: F821
+# Saves of uploaded files (base64, chunked) are refused; notebooks and text files save as usual.
 c.ServerApp.contents_manager_class = "tre_workspace.NoUploadContentsManager"
+# /files/ (raw downloads, "open in a new browser tab") answers 403; tre_workspace, enabled as a
+# server extension by jupyter_server_config.d/tre_workspace.json, does the same for /nbconvert/.
 c.ContentsManager.files_handler_class = "tre_workspace.DownloadsOffHandler"
 c.ContentsManager.allow_hidden = False
-# Terminals stay: researchers use the shell; the workspace's walls do not depend on them.

@@ -1,14 +1,28 @@
 #!/bin/sh
-# Starts JupyterLab for the hub. The UI language follows the browser's (TRE_UI_LANGUAGE, set by
-# the spawner) until the researcher chooses one in JupyterLab's settings.
+# The workspace's command (the image's CMD, under tini): sets JupyterLab's language, then becomes
+# jupyterhub-singleuser with the hub's arguments.
+#
+# The language follows the browser's (TRE_UI_LANGUAGE, fr or en, set by the spawner from
+# Accept-Language) until the researcher picks one in JupyterLab's Settings > Language: that choice
+# rewrites the setting without our marker line, and from then on it is left alone. Only $HOME is
+# written (the root file system may be read-only).
 set -eu
-settings="$HOME/.jupyter/lab/user-settings/@jupyterlab/translation-extension"
-if [ ! -e "$settings/plugin.jupyterlab-settings" ]; then
-  case "${TRE_UI_LANGUAGE:-en}" in
-    fr) locale=fr_FR ;;
-    *) locale=en ;;
-  esac
-  mkdir -p "$settings"
-  printf '{\n  "locale": "%s"\n}\n' "$locale" > "$settings/plugin.jupyterlab-settings"
+
+settings_dir="${JUPYTERLAB_SETTINGS_DIR:-$HOME/.jupyter/lab/user-settings}/@jupyterlab/translation-extension"
+settings="$settings_dir/plugin.jupyterlab-settings"
+marker="// tre-start-singleuser: follows the browser's language until you choose one in Settings > Language"
+
+case "${TRE_UI_LANGUAGE:-en}" in
+  fr | fr[-_]*) locale=fr_FR ;;
+  *) locale=en ;;
+esac
+
+if [ ! -e "$settings" ] || grep -qF "$marker" "$settings" 2>/dev/null; then
+  if ! { mkdir -p "$settings_dir" \
+         && printf '%s\n{\n    "locale": "%s"\n}\n' "$marker" "$locale" > "$settings.tre-tmp" \
+         && mv -f "$settings.tre-tmp" "$settings"; } 2>/dev/null; then
+    echo "tre-start-singleuser: cannot write $settings; JupyterLab keeps its current language" >&2
+  fi
 fi
+
 exec jupyterhub-singleuser "$@"

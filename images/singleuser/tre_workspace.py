@@ -1,37 +1,105 @@
-"""Jupyter Server pieces of the TRE workspace: nothing leaves or enters except through the review.
+"""Jupyter Server pieces of a TRE workspace: files leave only through the egress review and enter
+only through the catalogue.
 
-The ``/files/`` handler (raw downloads) answers 403, and uploads (base64 or chunked saves) are
-refused; notebooks and text files save as usual. This is a speed bump, not a wall: what a browser
-shows can be copied by hand. Results leave through the egress review.
+- ``DownloadsOffHandler`` answers 403 on ``/files/`` (raw downloads, "open in a new browser tab")
+  and, as this module's server extension, on ``/nbconvert/`` (a notebook exported as a download).
+- ``NoUploadContentsManager`` refuses what only an upload sends (base64 or chunked saves); notebooks
+  and text files save as usual, and copies inside the workspace still work.
+
+This is a speed bump, not a wall: whatever the browser shows can be copied by hand, and the contents
+API still serves any file the researcher can open. It stops accidents and makes export a deliberate
+act that goes through the review.
 """
 
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+
 from jupyter_server.base.handlers import JupyterHandler
-from jupyter_server.services.contents.largefilemanager import LargeFileManager
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.utils import url_path_join
 from tornado import web
 
-DOWNLOADS_OFF = (
-    "Downloads are turned off in this secure workspace. To take results out, put them in "
-    "/project/outputs and submit them to the output review."
-)
-UPLOADS_OFF = (
-    "Uploads are turned off in this secure workspace. Ask your project's data steward to bring "
-    "files in through the catalogue."
-)
+MESSAGES = {
+    "en": {
+        "downloads_off": (
+            "Downloads are turned off in this secure workspace: files leave only through the egress "
+            "review. Put your results in /project/outputs and submit an export request from the "
+            "hub's export pages."
+        ),
+        "uploads_off": (
+            "Uploads are turned off in this secure workspace: data enter only through the catalogue. "
+            "Ask your project's data steward to add the files you need."
+        ),
+    },
+    "fr": {
+        "downloads_off": (
+            "Les téléchargements sont désactivés dans cet espace sécurisé : les fichiers n'en sortent "
+            "que par la revue des exports. Placez vos résultats dans /project/outputs et soumettez une "
+            "demande d'export depuis les pages d'export du hub."
+        ),
+        "uploads_off": (
+            "Le dépôt de fichiers est désactivé dans cet espace sécurisé : les données n'entrent que "
+            "par le catalogue. Demandez au gestionnaire de données de votre projet d'ajouter les "
+            "fichiers dont vous avez besoin."
+        ),
+    },
+}
+
+# Set while the workspace copies one of its own files: a copy re-saves a binary file as base64,
+# which is not an upload.
+_copying_inside = ContextVar("tre_copying_inside", default=False)
+
+
+def message(key: str) -> str:
+    """The message in the workspace's language (the spawner sets TRE_UI_LANGUAGE from the browser)."""
+    language = os.environ.get("TRE_UI_LANGUAGE", "en")[:2].lower()
+    return MESSAGES.get(language, MESSAGES["en"])[key]
+
+
+def refused(key: str) -> web.HTTPError:
+    # the message goes through % formatting in tornado's and jupyter_server's error pages
+    return web.HTTPError(403, message(key).replace("%", "%%"))
 
 
 class DownloadsOffHandler(JupyterHandler):
-    def initialize(self, *args, **kwargs):
-        pass
+    """Every raw-file or export request: 403, saying how results leave the workspace."""
+
+    def initialize(self, **kwargs: object) -> None:
+        pass  # files_handler_params (a path to serve) mean nothing here
 
     @web.authenticated
-    def get(self, path=None, include_body=True):
-        raise web.HTTPError(403, DOWNLOADS_OFF)
+    def get(self, *args: str, **kwargs: object) -> None:
+        self.log.info("refused a download: %s %s", self.request.method, self.request.path)
+        raise refused("downloads_off")
 
-    head = get
+    head = post = get
 
 
-class NoUploadContentsManager(LargeFileManager):
-    def save(self, model, path=""):
-        if model.get("chunk") is not None or (model.get("type") == "file" and model.get("format") == "base64"):
-            raise web.HTTPError(403, UPLOADS_OFF)
-        return super().save(model, path)
+class NoUploadContentsManager(AsyncLargeFileManager):
+    """The default contents manager, without uploads."""
+
+    async def save(self, model: dict, path: str = "") -> dict:
+        if not _copying_inside.get() and (model.get("chunk") is not None or model.get("format") == "base64"):
+            self.log.info("refused an upload to %s", path)
+            raise refused("uploads_off")
+        return await super().save(model, path)
+
+    async def copy(self, from_path: str, to_path: str | None = None) -> dict:
+        token = _copying_inside.set(True)
+        try:
+            return await super().copy(from_path, to_path)
+        finally:
+            _copying_inside.reset(token)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "tre_workspace"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    """Put ``/nbconvert/...`` (notebook exports as downloads) behind the same 403. Handlers added by
+    extensions are matched before the server's own, so this one wins."""
+    base_url = serverapp.web_app.settings["base_url"]
+    serverapp.web_app.add_handlers(".*$", [(url_path_join(base_url, r"/nbconvert/.*"), DownloadsOffHandler)])

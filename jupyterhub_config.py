@@ -49,6 +49,8 @@ c.ProjectSpawner.default_cpu_limit = settings.cpu_limit
 c.ProjectSpawner.pids_limit = settings.pids_limit
 # A hub restart (an upgrade, a crash) leaves workspaces running; the new hub reconnects to them.
 c.JupyterHub.cleanup_servers = False
+# Jupyter config in a researcher's home must not switch the workspace's locks off.
+c.Spawner.disable_user_config = True
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 180
 

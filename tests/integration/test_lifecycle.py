@@ -183,3 +183,24 @@ def test_hub_groups_follow_the_catalogue(lifecycle_hub):
     wait_for(lambda: groups().get("project-cardio-risk") == ["alice", "erin"]
              and groups().get("project-diabetes-outcomes") == ["bob"]
              and groups().get("output-checkers") == ["carol"], 30, "groups synced from the catalogue")
+
+
+def test_an_approval_opens_a_workspace_and_a_revocation_closes_it(lifecycle_hub):
+    from datasets import workflow
+
+    hub = lifecycle_hub
+    with catalogue(hub) as session:
+        workflow.apply_for_project(session, "alice", workflow.ApplicationForm(
+            slug="stroke-care", title="Stroke care pathways", lay_summary="How stroke patients are followed.",
+            purpose="Pathways after a stroke.", public_interest="Better rehabilitation.", datasets=["hospital_stays"]))
+    alice = hub.login("alice")
+    early = alice.get(f"{hub.url}/hub/spawn/alice/stroke-care")
+    assert early.status_code == 403, early.text[-3000:]  # not approved yet
+    hub.tre("projects", "approve", "stroke-care", "--as", "steward", "--reference", "CESREES-2026-0300",
+            "--from", "2026-01-01", "--until", "2030-12-31")
+    container = hub.start(alice, "alice", "stroke-care")
+    assert container.exec_run(["ls", "/data"], user="1000:100").output.decode().split() == ["hospital_stays"]
+    hub.tre("projects", "revoke", "stroke-care", "hospital_stays", "--as", "steward")
+    wait_for(lambda: not workspace_containers(hub, "alice", "stroke-care"), 60, "the workspace stopped")
+    refused = alice.get(f"{hub.url}/hub/spawn/alice/stroke-care")
+    assert refused.status_code == 403 and "no dataset grant in force" in refused.text

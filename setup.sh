@@ -41,7 +41,7 @@ apt_install() {
 
 system_packages() {
   step "Debian packages (Python venv, Docker engine, debootstrap, Node.js)"
-  apt_install python3-venv ca-certificates curl iptables debootstrap docker.io
+  apt_install python3-venv ca-certificates curl iptables iproute2 util-linux debootstrap docker.io
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
   done_step
 }

@@ -255,6 +255,28 @@ def _act(function, *args, **kwargs):
         _fail(str(exc))
 
 
+@projects_app.command("create")
+def projects_create(
+    slug: str,
+    actor: Annotated[str, typer.Option("--as", help="The applicant, who becomes principal investigator.")],
+    title: Annotated[str, typer.Option()],
+    lay_summary: Annotated[str, typer.Option(help="For the public register.")],
+    purpose: Annotated[str, typer.Option()],
+    public_interest: Annotated[str, typer.Option(help="Why this serves the public interest.")],
+    datasets: Annotated[str, typer.Option(help="Datasets wanted, comma-separated.")],
+    members: Annotated[str, typer.Option(help="Other members, comma-separated usernames.")] = "",
+) -> None:
+    """Record an application for a project (as the pages' form does); a steward then decides."""
+    from datasets import workflow
+
+    form = workflow.ApplicationForm(
+        slug=slug, title=title, lay_summary=lay_summary, purpose=purpose, public_interest=public_interest,
+        datasets=[d.strip() for d in datasets.split(",") if d.strip()],
+        members=[m.strip() for m in members.split(",") if m.strip()])
+    _act(workflow.apply_for_project, actor, form)
+    console.print(f"Application {slug} recorded; a data steward approves it with `tre projects approve {slug}`.")
+
+
 @projects_app.command("approve")
 def projects_approve(slug: str, actor: Actor,
                      reference: Annotated[str, typer.Option(help="The approval's reference (ethics committee decision).")],

@@ -258,6 +258,9 @@ def set_checker(session: Session, admin: str, username: str, accredited_until: d
     """Accredit an output checker until a date, or (None) withdraw the role."""
     require_admin(session, admin)
     person = _person(session, username)
+    if accredited_until is not None and accredited_until < dt.date.today():
+        raise WorkflowError(f"The accreditation would have ended on {accredited_until}; give an end date "
+                            "in the future, or remove the checker.")
     person.checker_accredited_until = accredited_until
     session.flush()
     audit.record(session, admin, AuditAction.ROLE_CHANGED, details={

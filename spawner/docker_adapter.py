@@ -7,6 +7,7 @@ spawner runs them in its thread pool, never on the hub's event loop.
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import Any
 
 import docker
@@ -35,6 +36,21 @@ def ensure_network(client: docker.APIClient, network: NetworkPlan) -> str:
             "remove or rename it, then start the workspace again."
         )
     return info["IPAM"]["Config"][0]["Gateway"].split("/")[0]
+
+
+def apply_routes(client: docker.APIClient, container_id: str, network: NetworkPlan) -> None:
+    """Remove the default route Docker gives even internal networks' containers, from the host
+    (the container itself has no capability to change its routes). Fails closed: the caller stops
+    the workspace if this raises."""
+    if network.default_route:
+        return
+    pid = client.inspect_container(container_id)["State"]["Pid"]
+    if not pid:
+        raise RuntimeError(f"container {container_id[:12]} is not running; its routes cannot be set")
+    result = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "route", "del", "default"],
+                            capture_output=True, text=True, timeout=30)
+    if result.returncode != 0 and "No such process" not in result.stderr:  # none to remove is fine
+        raise RuntimeError(f"could not remove the default route of {container_id[:12]}: {result.stderr.strip()}")
 
 
 def prepare_directories(plan: WorkspacePlan) -> None:

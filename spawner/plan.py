@@ -34,6 +34,9 @@ class NetworkPlan:
     bridge: str  # the host's interface name, which the firewall rules match
     internal: bool
     labels: dict[str, str]
+    # Docker 20.10 still gives containers on internal networks a default route via the gateway;
+    # the hub and everything a workspace may reach are on its own subnet, so it gets none.
+    default_route: bool = False
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,17 @@ class ProjectSpawner(DockerSpawner):
         )
         return address
 
+    async def start_object(self):
+        await super().start_object()
+        if self.plan is None:  # DockerSpawner restarting a container it found: nothing planned
+            return
+        try:
+            await self._in_pool(docker_adapter.apply_routes, self.client, self.container_id, self.plan.network)
+        except Exception:
+            self.log.error("Stopping %s: its network could not be closed", self.container_name)
+            await self.stop_object()
+            raise
+
     def get_state(self):
         state = super().get_state()
         if self.network_name:

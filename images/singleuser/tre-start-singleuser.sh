@@ -25,4 +25,5 @@ if [ ! -e "$settings" ] || grep -qF "$marker" "$settings" 2>/dev/null; then
   fi
 fi
 
-exec jupyterhub-singleuser "$@"
+# No process of the workspace may trace another (see tre_seccomp.py).
+exec python3 -m tre_seccomp jupyterhub-singleuser "$@"

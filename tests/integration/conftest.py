@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -70,8 +71,10 @@ class Hub:
 
     def start_process(self, timeout: float = 60) -> None:
         with (self.home / "hub.log").open("a") as log:
+            # its own process group: the proxy and the hub's services go with it, even on a crash
             self.process = subprocess.Popen([VENV_BIN / "jupyterhub", "-f", self.config], env=self.env,
-                                            cwd=self.home, stdout=log, stderr=subprocess.STDOUT)
+                                            cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -90,6 +93,19 @@ class Hub:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        self._kill_group()
+
+    def crash(self) -> None:
+        """What a machine or unit failure does: the hub and everything it started die at once."""
+        self._kill_group()
+        self.process.wait()
+
+    def _kill_group(self) -> None:
+        if self.process:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def close(self) -> None:
         """Stop the hub, then remove what it made: containers and networks by label, rules, files."""

@@ -81,8 +81,7 @@ def test_after_a_crash_the_reconciler_stops_what_the_catalogue_no_longer_allows(
     hub = lifecycle_hub
     erin = hub.login("erin")
     hub.start(erin, "erin", "cardio-risk")
-    hub.process.kill()  # a crash: no clean shutdown
-    hub.process.wait()
+    hub.crash()
     with catalogue(hub) as session:
         session.delete(session.get(Membership, ("cardio-risk", "erin")))
     # and a container the hub never knew, as a crash in the middle of a start leaves behind

@@ -1,0 +1,56 @@
+"""The tre command as an admin meets it: clear refusals, exit codes, the audit check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from datasets.cli import app
+from datasets.db import session_scope
+from datasets.models import AuditEvent
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tre(catalogue_url, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("TRE_HOME", str(tmp_path))
+    monkeypatch.setenv("TRE_DATABASE_URL", catalogue_url)
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args))
+
+    return invoke
+
+
+def test_a_project_from_application_to_suspension(tre):
+    result = tre("projects", "create", "stroke-care", "--as", "alice", "--title", "Stroke care",
+                 "--lay-summary", "Pathways after a stroke.", "--purpose", "Describe pathways.",
+                 "--public-interest", "Better rehabilitation.", "--datasets", "hospital_stays", "--members", "erin")
+    assert result.exit_code == 0, result.output
+    result = tre("projects", "approve", "stroke-care", "--as", "steward", "--reference", "CESREES-1",
+                 "--from", "2026-01-01", "--until", "2030-12-31")
+    assert result.exit_code == 0 and "approved" in result.output
+    result = tre("projects", "suspend", "stroke-care", "--as", "steward", "--reason", "audit")
+    assert result.exit_code == 0 and "suspended" in result.output
+
+
+def test_refusals_say_why_and_exit_non_zero(tre):
+    result = tre("projects", "suspend", "cardio-risk", "--as", "bob", "--reason", "x")
+    assert result.exit_code == 1 and "bob is not a data steward" in result.output
+    result = tre("checkers", "add", "dave", "--as", "admin", "--until", "2020-01-01")
+    assert result.exit_code == 1 and "give an end date in the future" in result.output
+
+
+def test_audit_verify_names_the_first_bad_row(tre, catalogue_url):
+    for project in ("cardio-risk", "diabetes-outcomes"):
+        assert tre("projects", "suspend", project, "--as", "steward", "--reason", "x").exit_code == 0
+    result = tre("audit", "verify")
+    assert result.exit_code == 0 and "intact: 2 rows" in result.output
+    with session_scope(catalogue_url) as session:
+        session.execute(update(AuditEvent).where(AuditEvent.seq == 1).values(details={"reason": "nothing"}))
+    result = tre("audit", "verify")
+    assert result.exit_code == 1 and "broken at row 1" in result.output

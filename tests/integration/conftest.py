@@ -30,6 +30,15 @@ def hub_xsrf(session: requests.Session) -> str:
     return session.cookies.get("_xsrf", path="/hub/")
 
 
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -53,11 +62,12 @@ class Hub:
         self.config = config
         self.instance = f"test-{secrets.token_hex(3)}"
         self.home = Path(tempfile.mkdtemp(prefix=f"tre-{self.instance}-"))
-        ports = {name: free_port() for name in ("public", "hub", "proxy_api")}
+        ports = {name: free_port() for name in ("public", "hub", "proxy_api", "catalogue")}
         self.env = dict(os.environ)
         self.env.update(
             TRE_HOME=str(self.home), TRE_INSTANCE=self.instance, TRE_PUBLIC_PORT=str(ports["public"]),
-            TRE_HUB_PORT=str(ports["hub"]), TRE_PROXY_API_PORT=str(ports["proxy_api"]), **(settings or {}),
+            TRE_HUB_PORT=str(ports["hub"]), TRE_PROXY_API_PORT=str(ports["proxy_api"]), TRE_CATALOGUE_PORT=str(ports["catalogue"]),
+            **(settings or {}),
         )
         self.url = f"http://127.0.0.1:{ports['public']}"
         self.process: subprocess.Popen | None = None
@@ -142,6 +152,21 @@ class Hub:
                 return self.container(user, project)
             time.sleep(1)
         raise AssertionError(f"{user}/{project} not ready after {timeout}s; hub log:\n{self.log_tail()}")
+
+    def press_start(self, session: requests.Session, user: str, project: str, timeout: float = 60) -> requests.Response:
+        """Press a project's start button as a person would after a stop the reconciler asked for:
+        once the hub's record of the server is gone (until then its pages say "your server is
+        stopping", or, while the record is being removed, that there is no such server), and again
+        while the hub still shows its stopping page."""
+        deadline = time.monotonic() + timeout
+        headers = {"X-XSRFToken": hub_xsrf(session), "Referer": f"{self.url}/hub/home"}
+        wait_for(lambda: project not in session.get(f"{self.url}/hub/api/users/{user}", headers=headers)
+                 .json().get("servers", {}), timeout, f"the hub to forget {user}/{project}")
+        while True:
+            reply = session.get(f"{self.url}/hub/spawn/{user}/{project}")
+            if "Your server is stopping" not in reply.text or time.monotonic() > deadline:
+                return reply
+            time.sleep(0.5)
 
     def stop(self, session: requests.Session, user: str, project: str) -> None:
         reply = session.delete(

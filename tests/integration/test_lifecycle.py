@@ -4,7 +4,6 @@ or culling never disturbs the other tests."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import requests
@@ -13,7 +12,7 @@ from datasets import audit
 from datasets.db import session_scope
 from datasets.models import AuditEvent, Membership, Project, ProjectStatus
 from datasets.settings import TRESettings
-from tests.integration.conftest import Hub
+from tests.integration.conftest import Hub, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +29,6 @@ def lifecycle_hub(docker_client):
 
 def catalogue(hub: Hub):
     return session_scope(TRESettings(home=hub.home).catalogue_url)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def workspace_containers(hub: Hub, user: str, project: str):
@@ -67,7 +57,7 @@ def test_suspending_a_project_stops_its_running_servers(lifecycle_hub):
         session.get(Project, "diabetes-outcomes").status = ProjectStatus.SUSPENDED
     try:
         wait_for(lambda: not workspace_containers(hub, "bob", "diabetes-outcomes"), 60, "bob's workspace stopped")
-        reply = bob.get(f"{hub.url}/hub/spawn/bob/diabetes-outcomes")
+        reply = hub.press_start(bob, "bob", "diabetes-outcomes")
         assert reply.status_code == 403 and "suspended" in reply.text
     finally:
         with catalogue(hub) as session:
@@ -93,7 +83,7 @@ def test_after_a_crash_the_reconciler_stops_what_the_catalogue_no_longer_allows(
         hub.start_process()
         wait_for(lambda: not workspace_containers(hub, "erin", "cardio-risk"), 60, "erin's workspace stopped")
         wait_for(lambda: not workspace_containers(hub, "ghost", "cardio-risk"), 60, "the stray container removed")
-        refused = erin.get(f"{hub.url}/hub/spawn/erin/cardio-risk")
+        refused = hub.press_start(erin, "erin", "cardio-risk")
         assert refused.status_code == 403 and "not a member of project cardio-risk" in refused.text
     finally:
         with catalogue(hub) as session:
@@ -193,13 +183,12 @@ def test_an_approval_opens_a_workspace_and_a_revocation_closes_it(lifecycle_hub)
             slug="stroke-care", title="Stroke care pathways", lay_summary="How stroke patients are followed.",
             purpose="Pathways after a stroke.", public_interest="Better rehabilitation.", datasets=["hospital_stays"]))
     alice = hub.login("alice")
-    early = alice.get(f"{hub.url}/hub/spawn/alice/stroke-care")
-    assert early.status_code == 403, early.text[-3000:]  # not approved yet
+    assert alice.get(f"{hub.url}/hub/spawn/alice/stroke-care").status_code == 403  # not approved yet
     hub.tre("projects", "approve", "stroke-care", "--as", "steward", "--reference", "CESREES-2026-0300",
             "--from", "2026-01-01", "--until", "2030-12-31")
     container = hub.start(alice, "alice", "stroke-care")
     assert container.exec_run(["ls", "/data"], user="1000:100").output.decode().split() == ["hospital_stays"]
     hub.tre("projects", "revoke", "stroke-care", "hospital_stays", "--as", "steward")
     wait_for(lambda: not workspace_containers(hub, "alice", "stroke-care"), 60, "the workspace stopped")
-    refused = alice.get(f"{hub.url}/hub/spawn/alice/stroke-care")
+    refused = hub.press_start(alice, "alice", "stroke-care")
     assert refused.status_code == 403 and "no dataset grant in force" in refused.text

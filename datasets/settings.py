@@ -35,6 +35,7 @@ class TRESettings(BaseSettings):
     public_port: int = 8000
     hub_port: int = 8081
     proxy_api_port: int = 8001
+    catalogue_port: int = Field(default=8082, description="Loopback port of the catalogue pages service.")
     singleuser_image: str = "tre/singleuser:latest"
     mem_limit: str = "2G"
     cpu_limit: float = 1.0

@@ -10,6 +10,7 @@ and its record commit together or not at all.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from datasets import audit
 from datasets.audit import AuditAction
-from datasets.models import Dataset, Grant, Membership, MemberRole, Person, Project, ProjectStatus
+from datasets.models import SLUG, Dataset, Grant, Membership, MemberRole, Person, Project, ProjectStatus
 
 S = ProjectStatus
 PROJECT_TRANSITIONS: dict[ProjectStatus, frozenset[ProjectStatus]] = {
@@ -105,7 +106,10 @@ def apply_for_project(session: Session, applicant: str, form: ApplicationForm) -
     """A researcher applies: the project exists as *requested*, with its members, and no data."""
     person = _person(session, applicant)
     problems = []
-    if session.get(Project, form.slug) is not None:
+    if not re.fullmatch(SLUG, form.slug):
+        problems.append(f"{form.slug!r} cannot be a project's short name: use 3 to 64 lowercase letters, "
+                        "digits and dashes, starting with a letter")
+    elif session.get(Project, form.slug) is not None:
         problems.append(f"a project called {form.slug} exists already; choose another short name")
     unknown = sorted(set(form.datasets) - set(session.scalars(select(Dataset.slug))))
     if unknown:

@@ -62,8 +62,15 @@ c.JupyterHub.services = [
     {"name": "reconciler", "command": [sys.executable, "-m", "spawner.reconciler",
                                        f"--interval={settings.reconcile_interval}"],
      "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
+    # The catalogue pages for people (/services/catalogue/); part of the platform, so signing in to
+    # them asks no confirmation.
+    {"name": "catalogue", "url": f"http://127.0.0.1:{settings.catalogue_port}",
+     "command": [sys.executable, "-m", "datasets.service"], "oauth_no_confirm": True,
+     "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
 ]
 c.JupyterHub.load_roles = [
+    # Every signed-in person may use the catalogue pages (the default user role is "self" only).
+    {"name": "user", "scopes": ["self", "access:services!service=catalogue"]},
     {"name": "idle-culler", "services": ["idle-culler"],
      "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
     {"name": "reconciler", "services": ["reconciler"],

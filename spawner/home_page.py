@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets.catalogue import ProjectSummary, projects_of
+from datasets.catalogue import ProjectSummary, known_people, projects_of
 from datasets.db import session_scope
 from datasets.i18n import negotiate, translate
 
@@ -22,6 +22,7 @@ TEMPLATES = str(Path(__file__).resolve().parent / "templates")
 @dataclass
 class HomePage:
     projects: list[ProjectSummary]
+    is_steward: bool = False
 
     def language(self, static_url) -> str:
         """The browser's language. Templates receive no request, but ``static_url`` is a method of
@@ -39,15 +40,17 @@ class HomePageSource:
     def __init__(self, catalogue_url: str, ttl_seconds: float = 5.0) -> None:
         self.catalogue_url = catalogue_url
         self.ttl_seconds = ttl_seconds
-        self._cache: dict[str, tuple[float, list[ProjectSummary]]] = {}
+        self._cache: dict[str, tuple[float, HomePage]] = {}
 
     def __call__(self, user) -> HomePage:
         if user is None:
             return HomePage(projects=[])
         cached = self._cache.get(user.name)
         if cached and time.monotonic() - cached[0] < self.ttl_seconds:
-            return HomePage(projects=cached[1])
+            return cached[1]
         with session_scope(self.catalogue_url) as session:
-            projects = projects_of(session, user.name, dt.date.today())
-        self._cache[user.name] = (time.monotonic(), projects)
-        return HomePage(projects=projects)
+            person = known_people(session).get(user.name)
+            page = HomePage(projects=projects_of(session, user.name, dt.date.today()),
+                            is_steward=bool(person and (person.is_data_steward or person.is_admin)))
+        self._cache[user.name] = (time.monotonic(), page)
+        return page

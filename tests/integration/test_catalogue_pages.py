@@ -1,0 +1,239 @@
+"""The catalogue pages, driven as people use them, through the real hub, proxy and OAuth: alice
+applies for a project, a French browser reads French, bob is kept out of the stewards' queue, the
+steward approves from it, alice starts the new project's workspace and finds exactly its dataset,
+and the public register shows the project, without login and without anybody's name.
+
+The tests follow one another in this module, as the application's life does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+import requests
+from bs4 import BeautifulSoup
+
+from datasets.db import session_scope
+from datasets.models import AuditEvent, Dataset, Person, Project, ProjectStatus
+from datasets.settings import TRESettings
+from tests.integration.conftest import Hub
+
+pytestmark = pytest.mark.integration
+
+PAGES = "/services/catalogue/"
+SLUG = "stroke-care"
+TODAY = dt.date.today()
+APPLICATION = {
+    "slug": SLUG,
+    "title": "Rehabilitation after a stroke",
+    "lay_summary": "How patients recover in the year after a hospital stay for a stroke.",
+    "purpose": "Describe rehabilitation pathways after an acute stroke, by region.",
+    "public_interest": "Fairer access to rehabilitation across regions.",
+    "datasets": ["hospital_stays"],
+    "members": "erin",
+    "starts_on": TODAY.isoformat(),
+    "ends_on": (TODAY + dt.timedelta(days=365)).isoformat(),
+}
+
+
+@pytest.fixture(scope="module")
+def pages_hub(docker_client):
+    hub = Hub(docker_client, scale=0.05)
+    try:
+        hub.start_process()
+        yield hub
+    finally:
+        hub.close()
+
+
+def catalogue(hub: Hub):
+    return session_scope(TRESettings(home=hub.home).catalogue_url)
+
+
+def get(hub: Hub, session: requests.Session, path: str = "") -> requests.Response:
+    """Open a catalogue page; the first visit goes through the hub's OAuth, as a browser's does."""
+    return session.get(f"{hub.url}{PAGES}{path}")
+
+
+def soup(reply: requests.Response) -> BeautifulSoup:
+    return BeautifulSoup(reply.text, "html.parser")
+
+
+def post_form(hub: Hub, session: requests.Session, page: requests.Response, form_id: str,
+              values: dict) -> requests.Response:
+    """Submit a form of a page with these values and the page's XSRF token, as the browser does."""
+    form = soup(page).find("form", id=form_id)
+    assert form is not None, f"no form {form_id} on {page.url}"
+    data = {"_xsrf": form.find("input", attrs={"name": "_xsrf"})["value"], **values}
+    return session.post(f"{hub.url}{form['action']}", data=data)
+
+
+def test_a_french_browser_sees_french_pages(pages_hub):
+    alice = pages_hub.login("alice", "fr")
+    reply = get(pages_hub, alice)
+    assert reply.status_code == 200 and reply.url == f"{pages_hub.url}{PAGES}"
+    page = soup(reply)
+    assert page.html["lang"] == "fr"
+    assert page.h1.get_text() == "Catalogue des jeux de données"
+    stays = page.find("section", id="dataset-hospital_stays")
+    assert "Identifiant direct" in stays.get_text() and "Responsable de traitement" in stays.get_text()
+    # The schema and the files' fingerprints, as registered, and never a row of data.
+    with catalogue(pages_hub) as session:
+        dataset = session.get(Dataset, "hospital_stays")
+        columns, hashes = [c["name"] for c in dataset.columns], dataset.file_hashes
+    assert [row.td.get_text() for row in stays.select("table.dataset-columns tbody tr")] == columns
+    assert {tuple(td.get_text() for td in row.find_all("td"))
+            for row in stays.select("table.dataset-files tbody tr")} == set(hashes.items())
+    # The hub's look: its style sheet, its logo, its way back home.
+    assert page.find("link", rel="stylesheet")["href"] == "/hub/static/css/style.min.css"
+    assert page.find("a", id="nav-home")["href"] == "/hub/home"
+    apply_page = soup(get(pages_hub, alice, "apply"))
+    assert apply_page.h1.get_text() == "Déposer une demande"
+    assert apply_page.find("button", id="submit-application").get_text() == "Envoyer la demande"
+
+
+def test_a_bad_application_is_shown_again_with_its_problems_and_every_value_kept(pages_hub):
+    alice = pages_hub.login("alice")
+    bad = {**APPLICATION, "members": "erin, ghost", "starts_on": "2027-06-30", "ends_on": "2027-01-01"}
+    reply = post_form(pages_hub, alice, get(pages_hub, alice, "apply"), "application", bad)
+    assert reply.status_code == 400
+    page = soup(reply)
+    assert "The application was not recorded" in page.find(id="problems").get_text()
+    assert page.find(id="ends_on-problem").get_text() == (
+        "The end date (2027-01-01) is before the start date (2027-06-30).")
+    assert page.find(id="members-problem").get_text().startswith("ghost: nobody of that username")
+    for name in ("slug", "title", "members", "starts_on", "ends_on"):
+        assert page.find("input", attrs={"name": name})["value"] == bad[name], name
+    for name in ("lay_summary", "purpose", "public_interest"):
+        assert page.find("textarea", attrs={"name": name}).get_text() == bad[name], name
+    checked = [box["value"] for box in page.find_all("input", attrs={"name": "datasets"}) if box.has_attr("checked")]
+    assert checked == ["hospital_stays"]
+    with catalogue(pages_hub) as session:
+        assert session.get(Project, SLUG) is None
+
+
+def test_alice_applies_for_a_project_with_hospital_stays(pages_hub):
+    alice = pages_hub.login("alice")
+    reply = post_form(pages_hub, alice, get(pages_hub, alice, "apply"), "application", APPLICATION)
+    assert reply.status_code == 200 and reply.url == f"{pages_hub.url}{PAGES}projects?applied={SLUG}"
+    page = soup(reply)
+    assert SLUG in page.find(id="applied").get_text()
+    row = page.find("tr", id=f"project-{SLUG}")
+    assert row["data-status"] == "requested" and row.find(class_="waiting") is not None
+    assert row.find("a", class_="start-workspace") is None
+    with catalogue(pages_hub) as session:
+        project = session.get(Project, SLUG)
+        assert project.status is ProjectStatus.REQUESTED and project.requested_datasets == ["hospital_stays"]
+        assert {m.username for m in project.memberships} == {"alice", "erin"}
+        applied = session.query(AuditEvent).filter_by(action="project.applied", project=SLUG).one()
+        assert applied.actor == "alice"
+
+
+def test_bob_cannot_see_the_steward_queue_nor_decide(pages_hub):
+    bob = pages_hub.login("bob")
+    reply = get(pages_hub, bob, "steward")
+    assert reply.status_code == 403
+    assert "bob, who is not a data steward" in soup(reply).find(id="error-message").get_text()
+    assert SLUG not in reply.text
+    assert soup(get(pages_hub, bob)).find("a", id="nav-steward") is None
+    # Nor by posting the decision form himself, with a valid XSRF token of his own.
+    own_form = get(pages_hub, bob, "apply")
+    xsrf = soup(own_form).find("input", attrs={"name": "_xsrf"})["value"]
+    forged = bob.post(f"{pages_hub.url}{PAGES}steward/{SLUG}/approve", data={
+        "_xsrf": xsrf, "approval_reference": "FORGED", "starts_on": APPLICATION["starts_on"],
+        "ends_on": APPLICATION["ends_on"]})
+    assert forged.status_code == 403
+    with catalogue(pages_hub) as session:
+        assert session.get(Project, SLUG).status is ProjectStatus.REQUESTED
+
+
+def test_a_decision_without_the_form_token_is_refused(pages_hub):
+    steward = pages_hub.login("steward")
+    get(pages_hub, steward, "steward")
+    reply = steward.post(f"{pages_hub.url}{PAGES}steward/{SLUG}/approve", data={
+        "approval_reference": "CSRF", "starts_on": APPLICATION["starts_on"], "ends_on": APPLICATION["ends_on"]})
+    assert reply.status_code == 403
+    assert "This form has expired" in soup(reply).find(id="error-message").get_text()
+    with catalogue(pages_hub) as session:
+        assert session.get(Project, SLUG).status is ProjectStatus.REQUESTED
+
+
+def test_the_steward_approves_it_from_the_queue(pages_hub):
+    steward = pages_hub.login("steward")
+    queue = get(pages_hub, steward, "steward")
+    assert queue.status_code == 200
+    card = soup(queue).find("section", id=f"application-{SLUG}")
+    assert "Alice Martin" in card.get_text() and "hospital_stays" in card.get_text()
+    # The approval form comes filled with the period asked for.
+    assert card.find("input", attrs={"name": "starts_on"})["value"] == APPLICATION["starts_on"]
+    missing = post_form(pages_hub, steward, queue, f"approve-{SLUG}", {
+        "approval_reference": " ", "starts_on": APPLICATION["starts_on"], "ends_on": APPLICATION["ends_on"]})
+    assert missing.status_code == 400
+    assert "This field is required." in soup(missing).find("section", id=f"application-{SLUG}").get_text()
+    reply = post_form(pages_hub, steward, queue, f"approve-{SLUG}", {
+        "approval_reference": "CESREES-2026-0300", "starts_on": APPLICATION["starts_on"],
+        "ends_on": APPLICATION["ends_on"]})
+    assert reply.status_code == 200 and reply.url.endswith(f"{PAGES}steward?approved={SLUG}")
+    page = soup(reply)
+    assert SLUG in page.find(id="notice").get_text()
+    assert page.find("section", id=f"application-{SLUG}") is None
+    # The same form sent again (a second steward, a second click) decides nothing more, and says why.
+    again = post_form(pages_hub, steward, queue, f"approve-{SLUG}", {
+        "approval_reference": "CESREES-2026-0301", "starts_on": APPLICATION["starts_on"],
+        "ends_on": APPLICATION["ends_on"]})
+    assert again.status_code == 400
+    assert f"Project {SLUG} is active; it cannot become active" in soup(again).find(id=f"problem-{SLUG}").get_text()
+    with catalogue(pages_hub) as session:
+        project = session.get(Project, SLUG)
+        assert project.status is ProjectStatus.ACTIVE and project.decided_by == "steward"
+        assert [(g.dataset_slug, g.approval_reference) for g in project.grants] == [
+            ("hospital_stays", "CESREES-2026-0300")]
+
+
+def test_alice_sees_it_in_her_projects_and_its_workspace_has_exactly_its_dataset(pages_hub):
+    alice = pages_hub.login("alice")
+    row = soup(get(pages_hub, alice, "projects")).find("tr", id=f"project-{SLUG}")
+    assert row["data-status"] == "active"
+    assert [li["data-dataset"] for li in row.select("li.grant")] == ["hospital_stays"]
+    assert APPLICATION["ends_on"] in row.find("li", class_="grant").get_text()
+    assert row.find("a", class_="start-workspace")["href"] == f"/hub/spawn/alice/{SLUG}"
+    container = pages_hub.start(alice, "alice", SLUG)
+    try:
+        listing = container.exec_run(["ls", "/data"], user="1000:100").output.decode().split()
+        assert listing == ["hospital_stays"]
+    finally:
+        pages_hub.stop(alice, "alice", SLUG)
+
+
+def test_a_refused_application_tells_its_reason_and_stays_off_the_register(pages_hub):
+    bob = pages_hub.login("bob")
+    refused = {**APPLICATION, "slug": "lab-trends", "title": "Trends in laboratory results",
+               "datasets": ["lab_results"], "members": ""}
+    post_form(pages_hub, bob, get(pages_hub, bob, "apply"), "application", refused).raise_for_status()
+    steward = pages_hub.login("steward")
+    reply = post_form(pages_hub, steward, get(pages_hub, steward, "steward"), "refuse-lab-trends",
+                      {"reason": "The purpose does not need identifying columns; apply again without them."})
+    assert reply.url.endswith(f"{PAGES}steward?refused=lab-trends")
+    row = soup(get(pages_hub, bob, "projects")).find("tr", id="project-lab-trends")
+    assert row["data-status"] == "closed" and "apply again without them" in row.find(class_="closed").get_text()
+    assert "lab-trends" not in requests.get(f"{pages_hub.url}{PAGES}register").text
+
+
+def test_the_public_register_shows_it_without_login_and_names_nobody(pages_hub):
+    reply = requests.get(f"{pages_hub.url}{PAGES}register", allow_redirects=False)
+    assert reply.status_code == 200
+    reply.encoding = "utf-8"
+    page = soup(reply)
+    entry = page.find("tr", id=f"register-{SLUG}")
+    assert entry is not None
+    text = entry.get_text(" ")
+    for shown in (APPLICATION["title"], APPLICATION["lay_summary"], "hospital_stays", "CESREES-2026-0300",
+                  APPLICATION["starts_on"], APPLICATION["ends_on"]):
+        assert shown in text
+    assert page.find(id="login") is not None  # read without signing in
+    with catalogue(pages_hub) as session:
+        people = session.query(Person).all()
+    words = set(re.findall(r"[\w.-]+", page.get_text(" ").lower()))
+    assert not words & {p.username for p in people}
+    assert not [p.display_name for p in people if p.display_name.lower() in page.get_text(" ").lower()]

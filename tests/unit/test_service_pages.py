@@ -1,0 +1,190 @@
+"""What the catalogue pages show, read from a real catalogue (SQLite and PostgreSQL) and rendered
+in English and French: schema and fingerprints but no data, each person's projects, the stewards'
+queue, and a public register that names nobody."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from datasets import workflow
+from datasets.catalogue import Refusal
+from datasets.db import session_scope
+from datasets.i18n import _messages
+from datasets.models import AuditEvent, Person, Project, ProjectStatus
+from datasets.service import queries
+from datasets.service.app import VOCABULARY, Site, submit_application
+from datasets.service.forms import ApplicationInput, ApprovalInput, Problem, RefusalInput
+
+SERVICE = Path(__file__).resolve().parents[2] / "datasets" / "service"
+TODAY = dt.date(2026, 11, 23)
+STROKE = ApplicationInput(slug="stroke-care", title="Stroke care pathways",
+                          lay_summary="How stroke patients are followed.", purpose="Describe pathways.", public_interest="Better rehabilitation.",
+                          datasets=["hospital_stays"], members="erin", starts_on="2026-11-01", ends_on="2027-10-31")
+
+
+def read(url, query, *args):
+    with session_scope(url) as session:
+        return query(session, *args)
+
+
+def render(template: str, language: str = "en", **values) -> BeautifulSoup:
+    site = Site("sqlite://", prefix="/services/catalogue/", hub_prefix="/hub/")
+    values.setdefault("user", {"name": "alice"})
+    html = site.render(template, language, page="", viewer=values.pop("viewer", None),
+                       xsrf_form_html=lambda: "", **values)
+    return BeautifulSoup(html, "html.parser")
+
+
+def apply(url, typed=STROKE, applicant="alice"):
+    with session_scope(url) as session:
+        return submit_application(session, applicant, typed)
+
+
+def test_the_catalogue_shows_each_schema_and_file_fingerprint(catalogue_url):
+    cards = {card.slug: card for card in read(catalogue_url, queries.dataset_cards)}
+    assert set(cards) == {"claims", "hospital_stays", "lab_results"}
+    stays = cards["hospital_stays"]
+    assert stays.row_count == 2 and stays.version == "2024.1"
+    assert [(c.name, c.identifier) for c in stays.columns][:3] == [
+        ("stay_id", "direct"), ("patient_id", "direct"), ("sex", "indirect")]
+    assert [name for name, _ in stays.files] == ["hospital_stays.parquet"]
+    page = render("catalogue.html", "fr", datasets=list(cards.values()))
+    section = page.find("section", id="dataset-hospital_stays")
+    assert stays.files[0][1] in section.get_text()
+    assert "Identifiant direct" in section.get_text() and "pseudonymisé" in section.get_text()
+
+
+def test_an_application_with_problems_records_nothing(catalogue_url):
+    problems = apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "members": "erin, ghost",
+                                                        "ends_on": "2026-01-01"}))
+    assert set(problems) == {"members", "ends_on"}
+    with session_scope(catalogue_url) as session:
+        assert session.get(Project, "stroke-care") is None
+
+
+def test_my_projects_show_the_grants_in_force_and_whether_a_workspace_can_start(catalogue_url):
+    assert apply(catalogue_url) == {}
+    alice = {p.slug: p for p in read(catalogue_url, queries.my_projects, "alice", TODAY)}
+    assert set(alice) == {"cardio-risk", "stroke-care"}
+    cardio = alice["cardio-risk"]
+    assert cardio.refusal is None and cardio.role == "principal_investigator"
+    assert [(g.dataset, g.ends_on) for g in cardio.grants_in_force] == [
+        ("claims", dt.date(2028, 12, 31)), ("hospital_stays", dt.date(2028, 12, 31))]
+    stroke = alice["stroke-care"]
+    assert stroke.status == "requested" and stroke.grants_in_force == ()
+    assert stroke.refusal[0] is Refusal.PROJECT_NOT_STARTABLE
+    assert stroke.requested_datasets == ("hospital_stays",)
+    page = render("projects.html", "en", projects=list(alice.values()), applied="stroke-care",
+                  spawn_prefix="/hub/spawn/alice/")
+    assert page.find("a", id="start-cardio-risk")["href"] == "/hub/spawn/alice/cardio-risk"
+    assert page.find("a", id="start-stroke-care") is None
+    assert "stroke-care" in page.find(id="applied").get_text()
+    assert [p.slug for p in read(catalogue_url, queries.my_projects, "bob", TODAY)] == ["diabetes-outcomes"]
+
+
+def test_the_queue_holds_the_applications_with_their_members(catalogue_url):
+    assert read(catalogue_url, queries.steward_queue) == []
+    apply(catalogue_url)
+    [application] = read(catalogue_url, queries.steward_queue)
+    assert application.slug == "stroke-care" and application.applicant == "alice"
+    assert [(m.username, m.role) for m in application.members] == [
+        ("alice", "principal_investigator"), ("erin", "researcher")]
+    page = render("steward.html", "fr", queue=[application], problems={},
+                  approvals={"stroke-care": ApprovalInput(starts_on="2026-11-01")},
+                  refusals={"stroke-care": RefusalInput()}, notice={},
+                  viewer=read(catalogue_url, queries.viewer, "steward"))
+    form = page.find("form", id="approve-stroke-care")
+    assert form["action"] == "/services/catalogue/steward/stroke-care/approve"
+    assert form.find("input", attrs={"name": "starts_on"})["value"] == "2026-11-01"
+    assert page.find("a", id="nav-steward") is not None
+
+
+def test_only_stewards_and_admins_are_stewards(catalogue_url):
+    assert read(catalogue_url, queries.viewer, "steward").is_steward
+    assert read(catalogue_url, queries.viewer, "admin").is_steward
+    assert not read(catalogue_url, queries.viewer, "bob").is_steward
+    assert read(catalogue_url, queries.viewer, "nobody") is None
+
+
+def test_the_register_lists_approved_projects_and_names_nobody(catalogue_url):
+    apply(catalogue_url)
+    apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "slug": "lab-trends", "datasets": ["lab_results"]}))
+    apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "slug": "waiting"}))
+    with session_scope(catalogue_url) as session:
+        workflow.approve(session, "steward", "stroke-care", approval_reference="CESREES-2026-0300",
+                         starts_on=dt.date(2026, 11, 1), ends_on=dt.date(2027, 10, 31))
+        workflow.refuse(session, "steward", "lab-trends", reason="Too broad.")
+    entries = read(catalogue_url, queries.public_register)
+    assert [e.slug for e in entries] == ["stroke-care", "cardio-risk", "diabetes-outcomes"]
+    assert entries[0].datasets == (("hospital_stays", "Hospital stays (synthetic, PMSI MCO-like)"),)
+    assert entries[0].approval_reference == "CESREES-2026-0300"
+    page = render("register.html", "en", entries=entries, user=None)
+    text = page.get_text(" ")
+    with session_scope(catalogue_url) as session:
+        people = session.query(Person).all()
+    words = set(re.findall(r"[\w.-]+", text.lower()))
+    assert not words & {p.username for p in people}
+    assert not [p.display_name for p in people if p.display_name in text]
+
+
+def test_applying_is_audited(catalogue_url):
+    apply(catalogue_url)
+    with session_scope(catalogue_url) as session:
+        event = session.query(AuditEvent).filter_by(action="project.applied").one()
+        assert (event.actor, event.project) == ("alice", "stroke-care")
+        assert session.get(Project, "stroke-care").status is ProjectStatus.REQUESTED
+
+
+def _texts_of_the_pages() -> set[str]:
+    """Every English text the pages can show: in templates, in forms' problems, and the vocabulary."""
+    texts = set(VOCABULARY)
+    for template in (SERVICE / "templates").glob("*.html"):
+        texts |= set(re.findall(r'_\("([^"]+)"', template.read_text()))
+    for module in ("forms.py", "app.py"):
+        for node in ast.walk(ast.parse((SERVICE / module).read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+                first = {"Problem": node.args[0], "translate": node.args[1] if len(node.args) > 1 else None}.get(
+                    node.func.id)
+                if isinstance(first, ast.Constant):
+                    texts.add(first.value)
+    return texts
+
+
+def test_every_text_of_the_pages_is_translated_into_french():
+    texts = _texts_of_the_pages()
+    assert len(texts) > 80
+    assert sorted(texts - set(_messages("fr"))) == []
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_every_page_renders_in_the_hubs_look(language):
+    pages = {
+        "catalogue.html": dict(datasets=[]),
+        "projects.html": dict(projects=[], applied=None, spawn_prefix="/hub/spawn/alice/"),
+        "apply.html": dict(typed=ApplicationInput(), choices=[("claims", "Claims")],
+                           problems={"form": Problem("The catalogue did not record the application: {reason}",
+                                                     {"reason": "x"})}),
+        "steward.html": dict(queue=[], approvals={}, refusals={}, problems={}, notice={"refused": "x"}),
+        "register.html": dict(entries=[]),
+        "error.html": dict(status_code=404, reason="Not Found", message=None),
+    }
+    for template, values in pages.items():
+        page = render(template, language, **values)
+        assert page.html["lang"] == language
+        assert page.find("link", rel="stylesheet")["href"] == "/hub/static/css/style.min.css"
+        assert page.find("a", id="logout")["href"] == "/hub/logout"
+        assert not page.find("script"), "the pages work without JavaScript"
+
+
+def test_every_status_and_role_has_its_words():
+    from datasets.models import MemberRole
+    from datasets.service.app import ROLE_TEXT, STATUS_TEXT
+
+    assert set(STATUS_TEXT) == {s.value for s in ProjectStatus}
+    assert set(ROLE_TEXT) == {r.value for r in MemberRole}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -93,6 +94,7 @@ class ProjectSpawner(DockerSpawner):
         await self._in_pool(lambda: self._audit(action, **details))
 
     async def start(self):
+        began = time.perf_counter()
         if self.user_options.get("image"):
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason="image_in_request",
                              image=str(self.user_options["image"]))
@@ -133,7 +135,11 @@ class ProjectSpawner(DockerSpawner):
             "Workspace %s/%s: datasets %s", self.user.name, self.name,
             ", ".join(str(m.target) for m in plan.dataset_mounts),
         )
+        prepared = time.perf_counter()
         address = await super().start()
+        await self._wait_for_port(*address)
+        self.log.info("Workspace %s/%s: prepared in %.0f ms, container up in %.0f ms", self.user.name, self.name,
+                      (prepared - began) * 1000, (time.perf_counter() - prepared) * 1000)
         await self.audit(
             AuditAction.WORKSPACE_START,
             container=self.container_id[:12],
@@ -154,6 +160,25 @@ class ProjectSpawner(DockerSpawner):
             self.log.error("Stopping %s: its network could not be closed", self.container_name)
             await self.stop_object()
             raise
+
+    async def _wait_for_port(self, ip: str, port: int) -> None:
+        """Return once the server accepts connections, polling every 50 ms: JupyterHub's own check
+        backs off exponentially (0.2, 0.4, ... 5 s), so a server ready at 3.1 s is otherwise seen
+        at 6 s. Returns quietly, letting JupyterHub's check decide, when the container has exited
+        or after ``http_timeout``."""
+        deadline = time.monotonic() + self.http_timeout
+        attempts = 0
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
+            except (OSError, asyncio.TimeoutError):
+                attempts += 1
+                if attempts % 20 == 0 and await self.poll() is not None:
+                    return  # the server died while starting: JupyterHub reports it
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
 
     def get_state(self):
         state = super().get_state()

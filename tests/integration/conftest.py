@@ -142,6 +142,7 @@ class Hub:
     def start(self, session: requests.Session, user: str, project: str, timeout: float = 180) -> docker.models.containers.Container:
         """Press the project's start button, then open JupyterLab through the proxy as the browser
         does (the server's OAuth round trip with the hub included) until the page is there."""
+        self.wait_while_stopping(session, user, project)
         reply = session.get(f"{self.url}/hub/spawn/{user}/{project}")
         reply.raise_for_status()
         lab = f"{self.url}/user/{user}/{project}/lab"
@@ -154,19 +155,22 @@ class Hub:
         raise AssertionError(f"{user}/{project} not ready after {timeout}s; hub log:\n{self.log_tail()}")
 
     def press_start(self, session: requests.Session, user: str, project: str, timeout: float = 60) -> requests.Response:
-        """Press a project's start button as a person would after a stop the reconciler asked for:
-        once the hub's record of the server is gone (until then its pages say "your server is
-        stopping", or, while the record is being removed, that there is no such server), and again
-        while the hub still shows its stopping page."""
-        deadline = time.monotonic() + timeout
+        """Press a project's start button, as a person would, once a stop under way (one the
+        reconciler asked for, say) has ended."""
+        self.wait_while_stopping(session, user, project, timeout)
+        return session.get(f"{self.url}/hub/spawn/{user}/{project}")
+
+    def wait_while_stopping(self, session: requests.Session, user: str, project: str, timeout: float = 60) -> None:
+        """Wait until the hub has finished stopping the server, if it is stopping. Pressing start
+        meanwhile shows the hub's "your server is stopping" page, whose progress page answers 404
+        "no such server" once the stop ends (JupyterHub forgets a stopped named server then)."""
         headers = {"X-XSRFToken": hub_xsrf(session), "Referer": f"{self.url}/hub/home"}
-        wait_for(lambda: project not in session.get(f"{self.url}/hub/api/users/{user}", headers=headers)
-                 .json().get("servers", {}), timeout, f"the hub to forget {user}/{project}")
-        while True:
-            reply = session.get(f"{self.url}/hub/spawn/{user}/{project}")
-            if "Your server is stopping" not in reply.text or time.monotonic() > deadline:
-                return reply
-            time.sleep(0.5)
+
+        def stopping() -> bool:
+            servers = session.get(f"{self.url}/hub/api/users/{user}", headers=headers).json().get("servers", {})
+            return servers.get(project, {}).get("pending") == "stop"
+
+        wait_for(lambda: not stopping(), timeout, f"the hub to finish stopping {user}/{project}")
 
     def stop(self, session: requests.Session, user: str, project: str) -> None:
         reply = session.delete(

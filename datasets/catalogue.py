@@ -43,6 +43,7 @@ class Refusal(enum.StrEnum):
     PROJECT_ENDED = "project_ended"
     NO_DATASET_IN_FORCE = "no_dataset_in_force"
     DATASET_INTEGRITY = "dataset_integrity"
+    UNSAFE_FOLDER = "unsafe_folder"
 
 
 class AccessRefused(Exception):

@@ -25,6 +25,11 @@ REFUSALS: dict[Refusal, str] = {
         "Dataset {dataset} failed its integrity check ({problem}), so it is not mounted and the workspace "
         "does not start. A data steward must restore it or register its new version."
     ),
+    Refusal.UNSAFE_FOLDER: (
+        "The folder {folder} of project {project} has been replaced by a link or a file, so the "
+        "workspace does not start. Delete {folder} from another running workspace of the project, "
+        "or ask the platform's administrators to."
+    ),
     Refusal.NO_DATASET_IN_FORCE: (
         "Project {project} has no dataset grant in force today. Ask a data steward to renew its grants."
     ),

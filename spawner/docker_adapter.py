@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -53,16 +54,65 @@ def apply_routes(client: docker.APIClient, container_id: str, network: NetworkPl
         raise RuntimeError(f"could not remove the default route of {container_id[:12]}: {result.stderr.strip()}")
 
 
+class UnsafeWorkspaceFolder(RuntimeError):
+    """A folder the spawner prepares has been replaced by a link or a file; ``folder`` is where
+    the workspace sees it (``/project/outputs``)."""
+
+    def __init__(self, message: str, folder: str) -> None:
+        super().__init__(message)
+        self.folder = folder
+
+
 def prepare_directories(plan: WorkspacePlan) -> None:
-    """Create the project's shared folder and the user's home, owned by the workspace user."""
+    """Create the project's shared folder and the user's home, owned by the workspace user.
+
+    Researchers write inside these folders, so any of them may have been replaced by a symbolic
+    link (``ln -s /etc /project/outputs``); as root, a plain ``mkdir`` + ``chown`` would follow it
+    and hand the link's target to the workspace user. Each folder is therefore reached one
+    component at a time from the platform's own root, never following a link, and only the
+    opened folder itself changes owner."""
+    if plan.writable_root is None:
+        raise ValueError("the plan does not say below which root its folders are")
+    plan.writable_root.mkdir(parents=True, exist_ok=True)
     for directory in plan.writable_dirs:
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chown(directory, plan.uid, plan.gid)
+        try:
+            _owned_directory(plan.writable_root, directory.relative_to(plan.writable_root), plan.uid, plan.gid)
+        except UnsafeWorkspaceFolder as exc:
+            exc.folder = _as_seen_inside(plan, directory)
+            raise
     for mount in plan.dataset_mounts:
         if not mount.source.is_dir():
             raise FileNotFoundError(
                 f"dataset folder {mount.source} is missing on this host; a data steward must restore it"
             )
+
+
+def _owned_directory(root: Path, relative: Path, uid: int, gid: int) -> None:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in relative.parts:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:  # ELOOP: a link; ENOTDIR: a file
+                raise UnsafeWorkspaceFolder(
+                    f"{root / relative} is not a plain folder: a link or a file has taken the place of {part}",
+                    folder=str(root / relative)) from exc
+            os.close(fd)
+            fd = inner
+        os.fchown(fd, uid, gid)
+    finally:
+        os.close(fd)
+
+
+def _as_seen_inside(plan: WorkspacePlan, directory: Path) -> str:
+    for mount in plan.mounts:
+        if directory == mount.source or mount.source in directory.parents:
+            return str(mount.target / directory.relative_to(mount.source))
+    return str(directory)
 
 
 def volumes(plan: WorkspacePlan) -> dict[str, dict[str, str]]:

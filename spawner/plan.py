@@ -68,8 +68,10 @@ class WorkspacePlan:
     mem_limit: str
     cpu_limit: float
     hardening: Hardening = field(default_factory=Hardening)
-    # Host folders the adapter must create (owned by uid:gid) before the mounts can work.
+    # Host folders the adapter must create (owned by uid:gid) before the mounts can work, all
+    # below ``writable_root``, which only the platform writes to.
     writable_dirs: tuple[Path, ...] = field(default=())
+    writable_root: Path | None = None
 
     @property
     def dataset_mounts(self) -> tuple[Mount, ...]:
@@ -113,6 +115,14 @@ def dataset_source(data_root: Path, storage_path: PurePosixPath) -> Path:
     return data_root.joinpath(*storage_path.parts)
 
 
+def container_name(instance: str, project: str, username: str) -> str:
+    """Readable, and unique per (project, user) even where names run together: project
+    ``cardio`` with user ``risk-alice`` and project ``cardio-risk`` with user ``alice`` would
+    otherwise share a name, and DockerSpawner replaces a container whose name is taken."""
+    tag = hashlib.sha256(f"{project}\0{username}".encode()).hexdigest()[:10]
+    return f"tre-{instance}-{project}-{username}-{tag}"
+
+
 def make_workspace_plan(
     access: WorkspaceAccess,
     *,
@@ -148,7 +158,7 @@ def make_workspace_plan(
         username=access.username,
         project=access.project,
         image=image,
-        container_name=f"tre-{instance}-{access.project}-{access.username}",
+        container_name=container_name(instance, access.project, access.username),
         mounts=mounts,
         network=project_network(instance, access.project),
         home=home,
@@ -165,5 +175,6 @@ def make_workspace_plan(
         mem_limit=access.mem_limit or default_mem_limit,
         cpu_limit=access.cpu_limit or default_cpu_limit,
         hardening=Hardening(pids_limit=pids_limit),
+        writable_root=workspaces_root,
         writable_dirs=(shared_source, shared_source / "outputs", home_source),
     )

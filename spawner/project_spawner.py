@@ -128,8 +128,14 @@ class ProjectSpawner(DockerSpawner):
             refusal = AccessRefused(Refusal.DATASET_INTEGRITY, dataset=error.dataset, problem=error.problem)
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, facts=refusal.params)
             raise WorkspaceRefused(explain(refusal, self.language)) from None
+        try:
+            await self._in_pool(docker_adapter.prepare_directories, plan)
+        except docker_adapter.UnsafeWorkspaceFolder as error:
+            self.log.error("Refused workspace %s/%s: %s", self.user.name, self.name, error)
+            refusal = AccessRefused(Refusal.UNSAFE_FOLDER, project=access.project, folder=error.folder)
+            await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, facts=refusal.params)
+            raise WorkspaceRefused(explain(refusal, self.language)) from None
         gateway = await self._in_pool(docker_adapter.ensure_network, self.client, plan.network)
-        await self._in_pool(docker_adapter.prepare_directories, plan)
         self._apply(plan, gateway)
         self.log.info(
             "Workspace %s/%s: datasets %s", self.user.name, self.name,

@@ -94,6 +94,33 @@ def test_after_a_crash_the_reconciler_stops_what_the_catalogue_no_longer_allows(
             pass
 
 
+def test_a_link_planted_in_place_of_outputs_refuses_the_next_start_and_changes_nothing(lifecycle_hub):
+    """The spawner prepares /project/outputs as root: a researcher who swaps it for a link to a host
+    folder must not get that folder handed to the workspace user."""
+    hub = lifecycle_hub
+    victim = hub.home / "victim"  # stands for /etc: a host folder no workspace may own
+    victim.mkdir()
+    before = victim.stat()
+    alice = hub.login("alice")
+    container = hub.start(alice, "alice", "cardio-risk")
+    planted = container.exec_run(["sh", "-c", f"rm -rf /project/outputs && ln -s {victim} /project/outputs"],
+                                 user="1000:100")
+    assert planted.exit_code == 0, planted.output
+    hub.stop(alice, "alice", "cardio-risk")
+    erin = hub.login("erin")
+    try:
+        refused = hub.press_start(erin, "erin", "cardio-risk")
+        assert refused.status_code == 403 and "/project/outputs" in refused.text and "link" in refused.text
+        after = victim.stat()
+        assert (after.st_uid, after.st_gid, after.st_mode) == (before.st_uid, before.st_gid, before.st_mode)
+        assert not workspace_containers(hub, "erin", "cardio-risk")
+    finally:
+        outputs = hub.home / "workspaces" / "cardio-risk" / "shared" / "outputs"
+        outputs.unlink()
+    hub.start(erin, "erin", "cardio-risk")  # the folder is made again, and the project works
+    hub.stop(erin, "erin", "cardio-risk")
+
+
 def test_the_audit_log_holds_every_start_and_stop_and_verifies(lifecycle_hub):
     with catalogue(lifecycle_hub) as session:
         actions = [e.action for e in audit.events(session)]

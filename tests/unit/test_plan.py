@@ -37,7 +37,7 @@ def test_cardio_risk_plan_for_alice(catalogue_url):
         "/project": ("/srv/tre/workspaces/cardio-risk/shared", "rw"),
         "/home/alice": ("/srv/tre/workspaces/cardio-risk/homes/alice", "rw"),
     }
-    assert plan.container_name == "tre-demo-cardio-risk-alice"
+    assert plan.container_name.startswith("tre-demo-cardio-risk-alice-")
     assert plan.network.name == "tre-demo-cardio-risk" and plan.network.internal
     assert plan.env["HOME"] == "/home/alice" and plan.working_dir == PurePosixPath("/project")
     assert plan.labels["tre.project"] == "cardio-risk" and plan.labels["tre.user"] == "alice"

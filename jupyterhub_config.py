@@ -15,7 +15,8 @@ c = get_config()  # noqa: F821 - provided by JupyterHub
 # --- where it listens -------------------------------------------------------------------------
 c.JupyterHub.bind_url = f"http://{settings.public_ip}:{settings.public_port}"
 # Workspaces reach the hub API through their project network's gateway, so the hub listens on
-# all addresses of the host; only its API is there, behind tokens.
+# all addresses of the host; the firewall (spawner/firewall.py) keeps its port to the loopback
+# interface and the project bridges, and the spawner starts nothing without those rules.
 c.JupyterHub.hub_ip = "0.0.0.0"
 c.JupyterHub.hub_port = settings.hub_port
 c.JupyterHub.hub_connect_ip = "127.0.0.1"  # how the proxy reaches it; workspaces get their own URL
@@ -47,6 +48,7 @@ c.ProjectSpawner.workspaces_root = str(settings.workspaces_root)
 c.ProjectSpawner.default_mem_limit = settings.mem_limit
 c.ProjectSpawner.default_cpu_limit = settings.cpu_limit
 c.ProjectSpawner.pids_limit = settings.pids_limit
+c.ProjectSpawner.firewall_hub_port = settings.hub_port  # no workspace starts without its firewall
 # A hub restart (an upgrade, a crash) leaves workspaces running; the new hub reconnects to them.
 c.JupyterHub.cleanup_servers = False
 # Jupyter config in a researcher's home must not switch the workspace's locks off.

@@ -44,6 +44,7 @@ class Refusal(enum.StrEnum):
     NO_DATASET_IN_FORCE = "no_dataset_in_force"
     DATASET_INTEGRITY = "dataset_integrity"
     UNSAFE_FOLDER = "unsafe_folder"
+    FIREWALL_MISSING = "firewall_missing"
 
 
 class AccessRefused(Exception):

@@ -30,6 +30,10 @@ REFUSALS: dict[Refusal, str] = {
         "workspace does not start. Delete {folder} from another running workspace of the project, "
         "or ask the platform's administrators to."
     ),
+    Refusal.FIREWALL_MISSING: (
+        "The network protection around workspaces is not in place on this host, so no workspace "
+        "starts. Tell the platform's administrators: they restore it with “tre firewall install”."
+    ),
     Refusal.NO_DATASET_IN_FORCE: (
         "Project {project} has no dataset grant in force today. Ask a data steward to renew its grants."
     ),

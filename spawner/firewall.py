@@ -5,6 +5,10 @@ itself answers on every bridge's gateway address: any service it runs (the proxy
 database, the DNS forwarder) would be in reach. These rules drop everything workspaces send to the
 host except the hub's API and replies to connections the host opened (the proxy's).
 
+The hub listens on all addresses so that every project's gateway reaches it; a second chain keeps
+its port to the loopback interface and the project bridges, so that other machines on the host's
+network never see the hub's own pages, which the proxy serves on 127.0.0.1 only.
+
 The TRE names its project bridges ``tre<instance><project>`` (see ``plan.bridge_name``), so one
 wildcard rule per installation covers every project network, present and future.
 """
@@ -21,6 +25,10 @@ def chain_name(instance: str) -> str:
     return f"TRE-{bridge_prefix(instance)[3:]}"
 
 
+def hub_chain_name(instance: str) -> str:
+    return f"{chain_name(instance)}-HUB"
+
+
 def rules(instance: str, hub_port: int) -> list[list[str]]:
     """The chain's rules, in order (arguments to ``iptables -A <chain>``)."""
     return [
@@ -28,6 +36,17 @@ def rules(instance: str, hub_port: int) -> list[list[str]]:
         ["-p", "tcp", "--dport", str(hub_port), "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT"],
         ["-j", "DROP"],
     ]
+
+
+def hub_rules(instance: str) -> list[list[str]]:
+    """Who may open the hub's port: the host itself and this installation's workspaces."""
+    return [["-i", "lo", "-j", "RETURN"], ["-i", f"{bridge_prefix(instance)}+", "-j", "RETURN"], ["-j", "DROP"]]
+
+
+def _hooks(instance: str, hub_port: int) -> list[list[str]]:
+    """The INPUT rules that send traffic to the two chains (arguments after ``INPUT``)."""
+    return [["-i", f"{bridge_prefix(instance)}+", "-j", chain_name(instance)],
+            ["-p", "tcp", "--dport", str(hub_port), "-j", hub_chain_name(instance)]]
 
 
 def _iptables(binary: str, *args: str, check: bool = True) -> bool:
@@ -39,15 +58,17 @@ def _iptables(binary: str, *args: str, check: bool = True) -> bool:
 
 def install(instance: str, hub_port: int) -> None:
     """Create (or refresh) this installation's chain and hook it into INPUT; idempotent."""
-    chain, interfaces = chain_name(instance), f"{bridge_prefix(instance)}+"
+    interfaces = f"{bridge_prefix(instance)}+"
     binary = _binary("iptables")
-    if not _iptables(binary, "-n", "-L", chain, check=False):
-        _iptables(binary, "-N", chain)
-    _iptables(binary, "-F", chain)
-    for rule in rules(instance, hub_port):
-        _iptables(binary, "-A", chain, *rule)
-    if not _iptables(binary, "-C", "INPUT", "-i", interfaces, "-j", chain, check=False):
-        _iptables(binary, "-I", "INPUT", "1", "-i", interfaces, "-j", chain)
+    for chain, chain_rules in ((chain_name(instance), rules(instance, hub_port)), (hub_chain_name(instance), hub_rules(instance))):
+        if not _iptables(binary, "-n", "-L", chain, check=False):
+            _iptables(binary, "-N", chain)
+        _iptables(binary, "-F", chain)
+        for rule in chain_rules:
+            _iptables(binary, "-A", chain, *rule)
+    for hook in _hooks(instance, hub_port):
+        if not _iptables(binary, "-C", "INPUT", *hook, check=False):
+            _iptables(binary, "-I", "INPUT", "1", *hook)
     ip6 = shutil.which("ip6tables")
     # workspaces have no IPv6 addresses; if a bridge ever gets one, the host still answers nothing
     if ip6 and not _iptables(ip6, "-C", "INPUT", "-i", interfaces, "-j", "DROP", check=False):
@@ -55,17 +76,30 @@ def install(instance: str, hub_port: int) -> None:
 
 
 def remove(instance: str) -> None:
-    """Remove everything ``install`` added; idempotent."""
-    chain, interfaces = chain_name(instance), f"{bridge_prefix(instance)}+"
+    """Remove everything ``install`` added, whatever hub port it was installed for; idempotent."""
+    interfaces = f"{bridge_prefix(instance)}+"
     binary = _binary("iptables")
-    while _iptables(binary, "-D", "INPUT", "-i", interfaces, "-j", chain, check=False):
-        pass
-    if _iptables(binary, "-n", "-L", chain, check=False):
-        _iptables(binary, "-F", chain)
-        _iptables(binary, "-X", chain)
+    for chain in (chain_name(instance), hub_chain_name(instance)):
+        listed = subprocess.run([binary, "-w", "-S", "INPUT"], capture_output=True, text=True).stdout.splitlines()
+        for line in listed:
+            if line.startswith("-A INPUT ") and line.endswith(f"-j {chain}"):
+                _iptables(binary, "-D", "INPUT", *line.split()[2:], check=False)
+        if _iptables(binary, "-n", "-L", chain, check=False):
+            _iptables(binary, "-F", chain)
+            _iptables(binary, "-X", chain)
     ip6 = shutil.which("ip6tables")
     while ip6 and _iptables(ip6, "-D", "INPUT", "-i", interfaces, "-j", "DROP", check=False):
         pass
+
+
+def is_installed(instance: str, hub_port: int) -> bool:
+    """Whether every rule ``install`` puts in place is there now (the spawner asks before each
+    start, so that a reboot or a ``tre firewall remove`` never leaves workspaces unguarded)."""
+    binary = _binary("iptables")
+    wanted = [(chain_name(instance), rule) for rule in rules(instance, hub_port)]
+    wanted += [(hub_chain_name(instance), rule) for rule in hub_rules(instance)]
+    wanted += [("INPUT", hook) for hook in _hooks(instance, hub_port)]
+    return all(_iptables(binary, "-C", chain, *rule, check=False) for chain, rule in wanted)
 
 
 def installed_rules(instance: str) -> list[str]:

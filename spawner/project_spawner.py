@@ -25,7 +25,7 @@ from datasets.integrity import DatasetIntegrityError, verify_dataset_folder
 from datasets.db import session_scope
 from datasets.i18n import negotiate, translate
 from datasets.messages import explain
-from spawner import docker_adapter
+from spawner import docker_adapter, firewall
 from spawner.plan import WorkspacePlan, dataset_source, make_workspace_plan
 
 
@@ -52,6 +52,10 @@ class ProjectSpawner(DockerSpawner):
     default_mem_limit = Unicode("2G", help="Memory limit when the project sets none.").tag(config=True)
     default_cpu_limit = Float(1.0, help="CPU limit when the project sets none.").tag(config=True)
     pids_limit = Integer(512, help="Most processes a workspace may run at once.").tag(config=True)
+    firewall_hub_port = Integer(
+        0, help="When set, the hub's port that the host firewall (spawner.firewall) lets workspaces "
+                "reach: no workspace starts unless those rules are in place. 0 checks nothing.",
+    ).tag(config=True)
 
     plan: WorkspacePlan | None = None
 
@@ -128,6 +132,12 @@ class ProjectSpawner(DockerSpawner):
             refusal = AccessRefused(Refusal.DATASET_INTEGRITY, dataset=error.dataset, problem=error.problem)
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, facts=refusal.params)
             raise WorkspaceRefused(explain(refusal, self.language)) from None
+        if self.firewall_hub_port and not await self._in_pool(firewall.is_installed, self.instance,
+                                                               self.firewall_hub_port):
+            self.log.error("Refused workspace %s/%s: the host firewall rules of instance %s are missing",
+                           self.user.name, self.name, self.instance)
+            await self.audit(AuditAction.WORKSPACE_REFUSED, reason=Refusal.FIREWALL_MISSING.value)
+            raise WorkspaceRefused(explain(AccessRefused(Refusal.FIREWALL_MISSING), self.language))
         try:
             await self._in_pool(docker_adapter.prepare_directories, plan)
         except docker_adapter.UnsafeWorkspaceFolder as error:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -364,3 +365,19 @@ def test_code_runs_under_the_servers_filter(hub):
     result = container.exec_run(["python3", "-c", script], user="1000:100")
     server_filters, exec_filters = map(int, result.output.decode().split())
     assert server_filters == exec_filters + 1
+
+
+def test_other_machines_cannot_reach_the_hubs_own_port(hub, canaries):
+    """The hub listens on every address for its workspaces; a machine on another network of the
+    host (here the canaries' ordinary bridge) must not reach it, while the host itself does."""
+    port = int(hub.env["TRE_HUB_PORT"])
+    gateway = hub.client.networks.get(canaries.network).attrs["IPAM"]["Config"][0]["Gateway"].split("/")[0]
+    probe = ("import socket, sys\n"
+             "try:\n"
+             "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close(); print('open')\n"
+             "except OSError as exc:\n"
+             "    print('closed', exc)\n")
+    outside = canaries.containers[0].exec_run(["python3", "-c", probe, gateway, str(port)])
+    assert outside.output.decode().startswith("closed"), outside.output
+    with socket.create_connection(("127.0.0.1", port), timeout=3):
+        pass  # control: from the host itself, the port answers

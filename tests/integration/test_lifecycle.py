@@ -219,3 +219,18 @@ def test_an_approval_opens_a_workspace_and_a_revocation_closes_it(lifecycle_hub)
     wait_for(lambda: not workspace_containers(hub, "alice", "stroke-care"), 60, "the workspace stopped")
     refused = hub.press_start(alice, "alice", "stroke-care")
     assert refused.status_code == 403 and "no dataset grant in force" in refused.text
+
+
+def test_without_its_firewall_rules_no_workspace_starts(lifecycle_hub):
+    hub = lifecycle_hub
+    hub.tre("firewall", "remove")
+    try:
+        bob = hub.login("bob")
+        refused = bob.get(f"{hub.url}/hub/spawn/bob/diabetes-outcomes")
+        assert refused.status_code == 403 and "tre firewall install" in refused.text
+        assert not workspace_containers(hub, "bob", "diabetes-outcomes")
+    finally:
+        hub.tre("firewall", "install")
+    with catalogue(hub) as session:
+        refusals = [e for e in audit.events(session) if e.action == "workspace.refused"]
+        assert refusals[-1].details["reason"] == "firewall_missing"

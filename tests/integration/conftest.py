@@ -201,3 +201,75 @@ def hub(docker_client) -> Iterator[Hub]:
         yield hub
     finally:
         hub.close()
+
+
+# --- a real browser: Debian's Chromium driven by Playwright -----------------------------------------
+
+# Headless Chromium as root on a machine whose only network is loopback: without the sandbox (root),
+# and without the background connections (updates, sync, QUIC probes) that the closed network refuses.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_LOCALES = ("en-GB", "fr-FR")
+
+
+def chromium_path() -> Path:
+    """Debian's chromium, or the one TRE_CHROMIUM names; Playwright never downloads its own here."""
+    return Path(os.environ.get("TRE_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Chromium for the whole run (each test opens its own contexts), closed at the end. No
+    browser is a failure, never a skip: ./setup.sh test installs it."""
+    path = chromium_path()
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"No Chromium at {path}: install Debian's package (`apt-get install chromium`, which "
+                    "`./setup.sh test` does), or set TRE_CHROMIUM to the browser's path.", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(path), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def browser_context(browser, locale: str = "en-GB"):
+    """A fresh browser profile (no cookies) whose language is ``locale``: Chromium then sends it
+    as Accept-Language, which the hub, the catalogue pages and the workspace follow."""
+    assert locale in BROWSER_LOCALES, f"the TRE speaks {BROWSER_LOCALES}, not {locale}"
+    return browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures know in teardown whether it failed."""
+    report = yield
+    setattr(item, f"tre_report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def open_page(browser, request, tmp_path):
+    """``open_page(locale)``: a page in a new context of that language. A failed test leaves a
+    screenshot of each of its pages in its pytest tmp folder (the path is printed)."""
+    contexts = []
+
+    def open_(locale: str = "en-GB"):
+        context = browser_context(browser, locale)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_
+    report = getattr(request.node, "tre_report_call", None)
+    for number, context in enumerate(contexts):
+        if report is not None and report.failed:
+            for index, page in enumerate(context.pages):
+                shot = tmp_path / f"failure-{number}-{index}.png"
+                try:
+                    page.screenshot(path=str(shot), full_page=True)
+                    print(f"screenshot of {page.url}: {shot}")
+                except Exception as error:  # a crashed page must not hide the test's own failure
+                    print(f"no screenshot of {page.url}: {error}")
+        context.close()

@@ -217,29 +217,71 @@ def chromium_path() -> Path:
     return Path(os.environ.get("TRE_CHROMIUM", "/usr/bin/chromium"))
 
 
+class Chromium:
+    """One headless Chromium for the whole run, with a fresh empty profile, reached by Playwright
+    over its DevTools port on loopback.
+
+    Why not Playwright's own ``launch()`` in a session fixture: the sync API keeps its asyncio loop
+    marked as running in the test thread for as long as Playwright is open, so every later test that
+    calls ``asyncio.run`` (the unit tests run after these) would fail. So the browser process lives
+    for the session, and each test holds a Playwright connection only while it runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.profile = Path(tempfile.mkdtemp(prefix="tre-chromium-"))
+        self.process = subprocess.Popen(
+            [str(path), *CHROMIUM_ARGS, f"--user-data-dir={self.profile}", "--remote-debugging-address=127.0.0.1",
+             "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        port_file = self.profile / "DevToolsActivePort"  # Chromium writes its chosen port there
+        wait_for(lambda: port_file.exists() and port_file.read_text().strip() or self.process.poll() is not None,
+                 60, f"Chromium ({path}) to open its DevTools port")
+        assert self.process.poll() is None, f"Chromium ({path}) exited with status {self.process.returncode}"
+        self.endpoint = f"http://127.0.0.1:{port_file.read_text().split()[0]}"
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def browser():
-    """One Chromium for the whole run (each test opens its own contexts), closed at the end. No
-    browser is a failure, never a skip: ./setup.sh test installs it."""
+def browser() -> Iterator[Chromium]:
+    """One Chromium for the whole run, closed at the end. No browser is a failure, never a skip:
+    ./setup.sh test installs it."""
     path = chromium_path()
     if not os.access(path, os.X_OK):
         pytest.fail(f"No Chromium at {path}: install Debian's package (`apt-get install chromium`, which "
                     "`./setup.sh test` does), or set TRE_CHROMIUM to the browser's path.", pytrace=False)
+    chromium = Chromium(path)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+@pytest.fixture
+def playwright_browser(browser: Chromium):
+    """This test's Playwright connection to the run's Chromium (closed with the test, which closes
+    every context it opened)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(path), args=CHROMIUM_ARGS)
+        connected = playwright.chromium.connect_over_cdp(browser.endpoint)
         try:
-            yield chromium
+            yield connected
         finally:
-            chromium.close()
+            connected.close()
 
 
-def browser_context(browser, locale: str = "en-GB"):
+def browser_context(connected, locale: str = "en-GB"):
     """A fresh browser profile (no cookies) whose language is ``locale``: Chromium then sends it
     as Accept-Language, which the hub, the catalogue pages and the workspace follow."""
     assert locale in BROWSER_LOCALES, f"the TRE speaks {BROWSER_LOCALES}, not {locale}"
-    return browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+    return connected.new_context(locale=locale, viewport={"width": 1280, "height": 900})
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -251,13 +293,13 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def open_page(browser, request, tmp_path):
+def open_page(playwright_browser, request, tmp_path):
     """``open_page(locale)``: a page in a new context of that language. A failed test leaves a
     screenshot of each of its pages in its pytest tmp folder (the path is printed)."""
     contexts = []
 
     def open_(locale: str = "en-GB"):
-        context = browser_context(browser, locale)
+        context = browser_context(playwright_browser, locale)
         contexts.append(context)
         return context.new_page()
 

@@ -45,7 +45,7 @@ def stop_and_forget(hub: Hub, user: str, project: str) -> None:
              .json().get("servers", {}), 120, f"the hub to forget {user}/{project}")
 
 
-def open_workspace_from_home(page: Page, hub: Hub, user: str, project: str) -> None:
+def open_workspace_from_home(page: Page, user: str, project: str) -> None:
     """Press the project's start button on the home page and wait for JupyterLab to be usable:
     its launcher open and its file browser listing the workspace's folder."""
     page.locator(f"#start-{project}").click()
@@ -73,7 +73,7 @@ def test_alice_signs_in_starts_cardio_risk_and_jupyterlab_has_no_download(hub, o
     expect(rows.first.locator("a.start-server")).to_be_visible()
     expect(rows.first.locator("a.start-server")).to_have_text("Start")
     try:
-        open_workspace_from_home(page, hub, "alice", "cardio-risk")
+        open_workspace_from_home(page, "alice", "cardio-risk")
         # The file browser opens on the project's shared folder (/project), whose results folder
         # every project has; the datasets are under /data, outside the browser's root.
         outputs = page.locator("#filebrowser .jp-DirListing-itemText", has_text=re.compile(r"^outputs$"))
@@ -106,7 +106,7 @@ def test_a_french_browser_sees_the_hub_and_jupyterlab_in_french(hub, open_page):
     expect(page.locator("h1")).to_have_text("Vos projets")
     expect(page.locator("#start-diabetes-outcomes")).to_have_text("Démarrer")
     try:
-        open_workspace_from_home(page, hub, "bob", "diabetes-outcomes")
+        open_workspace_from_home(page, "bob", "diabetes-outcomes")
         menu_bar = page.locator(".lm-MenuBar-itemLabel")
         expect(menu_bar.first).to_have_text("Fichier", timeout=PAGE_MS)
         expect(menu_bar.nth(1)).to_have_text("Édition")

@@ -83,4 +83,6 @@ c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server"]
 
 # --- pages ---------------------------------------------------------------------------------------
 c.JupyterHub.template_paths = [TEMPLATES]
+# <html lang> of every hub page follows the language it is shown in (JupyterHub writes "en").
+c.JupyterHub.jinja_environment_options = {"extensions": ["spawner.page_language.PageLanguage"]}
 c.JupyterHub.template_vars = {"tre": HomePageSource(settings.catalogue_url), "tre_demo_login": True}

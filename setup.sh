@@ -20,7 +20,7 @@ usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [[ "$ACTION" =~ ^(demo|test|stop|reset)$ ]] || usage
 
 if [[ $EUID -ne 0 ]]; then
-  exec sudo --preserve-env=TRE_EXTRA_CA_BUNDLE,HTTP_PROXY,HTTPS_PROXY,NO_PROXY "$0" "$@"
+  exec sudo --preserve-env=TRE_EXTRA_CA_BUNDLE,TRE_CHROMIUM,HTTP_PROXY,HTTPS_PROXY,NO_PROXY "$0" "$@"
 fi
 
 STEP=0
@@ -121,6 +121,15 @@ postgresql() {
   done_step
 }
 
+# --- Browser (the browser tests drive Debian's Chromium through Playwright; no browser download) ---
+browser() {
+  step "Chromium for the browser tests (Debian's package, driven by Playwright)"
+  apt_install chromium
+  "${TRE_CHROMIUM:-/usr/bin/chromium}" --version 2>/dev/null | sed 's/^/    /' \
+    || die "Chromium does not run: ${TRE_CHROMIUM:-/usr/bin/chromium} (apt-get install chromium, or set TRE_CHROMIUM)"
+  done_step
+}
+
 setup_all() { system_packages; docker_engine; python_env; node_tools; analysis_images; }
 
 # --- Demo -----------------------------------------------------------------------------------------
@@ -173,7 +182,8 @@ case "$ACTION" in
   test)
     setup_all
     postgresql
-    step "Test suite: unit (SQLite and PostgreSQL), then integration (real Docker engine, hub and proxy)"
+    browser
+    step "Test suite: unit (SQLite and PostgreSQL), then integration (real Docker engine, hub, proxy and Chromium)"
     TRE_TEST_POSTGRES_URL="$PG_TEST_URL" "$VENV/bin/python" -m pytest tests
     ;;
   stop) stop_demo ;;

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from datasets.catalogue import ProjectSummary, known_people, projects_of
 from datasets.db import session_scope
-from datasets.i18n import negotiate, translate
+from datasets.i18n import translate
+from spawner.page_language import browser_language
 
 TEMPLATES = str(Path(__file__).resolve().parent / "templates")
 
@@ -25,15 +26,12 @@ class HomePage:
     is_steward: bool = False
 
     def language(self, static_url) -> str:
-        """The browser's language. Templates receive no request, but ``static_url`` is a method of
-        the page's handler, so its request headers are reachable through it."""
-        handler = getattr(static_url, "__self__", None)
-        request = getattr(handler, "request", None)
-        return negotiate(request.headers.get("Accept-Language") if request else None)
+        """The browser's language (see ``browser_language``)."""
+        return browser_language(static_url)
 
     @staticmethod
-    def text(language: str, message: str) -> str:
-        return translate(language, message)
+    def text(language: str, message: str, **params: object) -> str:
+        return translate(language, message, **params)
 
 
 class HomePageSource:

@@ -205,3 +205,117 @@ def hub(docker_client) -> Iterator[Hub]:
         yield hub
     finally:
         hub.close()
+
+
+# --- a real browser: Debian's Chromium driven by Playwright -----------------------------------------
+
+# Headless Chromium as root on a machine whose only network is loopback: without the sandbox (root),
+# and without the background connections (updates, sync, QUIC probes) that the closed network refuses.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_LOCALES = ("en-GB", "fr-FR")
+
+
+def chromium_path() -> Path:
+    """Debian's chromium, or the one TRE_CHROMIUM names; Playwright never downloads its own here."""
+    return Path(os.environ.get("TRE_CHROMIUM", "/usr/bin/chromium"))
+
+
+class Chromium:
+    """One headless Chromium for the whole run, with a fresh empty profile, reached by Playwright
+    over its DevTools port on loopback.
+
+    Why not Playwright's own ``launch()`` in a session fixture: the sync API keeps its asyncio loop
+    marked as running in the test thread for as long as Playwright is open, so every later test that
+    calls ``asyncio.run`` (the unit tests run after these) would fail. So the browser process lives
+    for the session, and each test holds a Playwright connection only while it runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.profile = Path(tempfile.mkdtemp(prefix="tre-chromium-"))
+        self.process = subprocess.Popen(
+            [str(path), *CHROMIUM_ARGS, f"--user-data-dir={self.profile}", "--remote-debugging-address=127.0.0.1",
+             "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        port_file = self.profile / "DevToolsActivePort"  # Chromium writes its chosen port there
+        wait_for(lambda: port_file.exists() and port_file.read_text().strip() or self.process.poll() is not None,
+                 60, f"Chromium ({path}) to open its DevTools port")
+        assert self.process.poll() is None, f"Chromium ({path}) exited with status {self.process.returncode}"
+        self.endpoint = f"http://127.0.0.1:{port_file.read_text().split()[0]}"
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Chromium]:
+    """One Chromium for the whole run, closed at the end. No browser is a failure, never a skip:
+    ./setup.sh test installs it."""
+    path = chromium_path()
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"No Chromium at {path}: install Debian's package (`apt-get install chromium`, which "
+                    "`./setup.sh test` does), or set TRE_CHROMIUM to the browser's path.", pytrace=False)
+    chromium = Chromium(path)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+@pytest.fixture
+def playwright_browser(browser: Chromium):
+    """This test's Playwright connection to the run's Chromium (closed with the test, which closes
+    every context it opened)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        connected = playwright.chromium.connect_over_cdp(browser.endpoint)
+        try:
+            yield connected
+        finally:
+            connected.close()
+
+
+def browser_context(connected, locale: str = "en-GB"):
+    """A fresh browser profile (no cookies) whose language is ``locale``: Chromium then sends it
+    as Accept-Language, which the hub, the catalogue pages and the workspace follow."""
+    assert locale in BROWSER_LOCALES, f"the TRE speaks {BROWSER_LOCALES}, not {locale}"
+    return connected.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures know in teardown whether it failed."""
+    report = yield
+    setattr(item, f"tre_report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def open_page(playwright_browser, request, tmp_path):
+    """``open_page(locale)``: a page in a new context of that language. A failed test leaves a
+    screenshot of each of its pages in its pytest tmp folder (the path is printed)."""
+    contexts = []
+
+    def open_(locale: str = "en-GB"):
+        context = browser_context(playwright_browser, locale)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_
+    report = getattr(request.node, "tre_report_call", None)
+    for number, context in enumerate(contexts):
+        if report is not None and report.failed:
+            for index, page in enumerate(context.pages):
+                shot = tmp_path / f"failure-{number}-{index}.png"
+                try:
+                    page.screenshot(path=str(shot), full_page=True)
+                    print(f"screenshot of {page.url}: {shot}")
+                except Exception as error:  # a crashed page must not hide the test's own failure
+                    print(f"no screenshot of {page.url}: {error}")
+        context.close()

@@ -43,6 +43,9 @@ class Refusal(enum.StrEnum):
     PROJECT_ENDED = "project_ended"
     NO_DATASET_IN_FORCE = "no_dataset_in_force"
     DATASET_INTEGRITY = "dataset_integrity"
+    NO_IMAGE = "no_image"
+    IMAGE_RETIRED = "image_retired"
+    IMAGE_MISSING = "image_missing"
 
 
 class AccessRefused(Exception):

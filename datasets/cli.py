@@ -353,14 +353,15 @@ def images_show(reference: Annotated[str, typer.Argument(help="NAME or NAME:VERS
     except WorkflowError as exc:
         _fail(str(exc))
     console.print(f"[bold]{image.reference}[/bold]  {image.status.value}  {image.digest}")
-    console.print(f"built {image.built_at:%Y-%m-%d %H:%M:%S} by {image.built_by}; build arguments {image.build_args or '{}'}")
+    console.print(f"built {image.built_at:%Y-%m-%d %H:%M:%S} by {image.built_by}; build arguments {image.build_args or '{}'}",
+                  highlight=False)
     if image.retired_by:
         console.print(f"retired {image.retired_at:%Y-%m-%d %H:%M:%S} by {image.retired_by}")
     console.print(f"projects pinned: {', '.join(pinned) or '(none)'}")
-    table = Table("package", "version", "purl")
-    for component in image.sbom.get("components", []):
-        table.add_row(component["name"], component["version"], component.get("purl", ""))
-    console.print(table)
+    components = image.sbom.get("components", [])
+    console.print(f"{len(components)} packages (name, version, purl):")
+    for component in components:  # one per line, whole, so that admins can grep them
+        console.print(f"  {component['name']} {component['version']} {component.get('purl', '')}", highlight=False)
     running = _running_servers(_docker(), image.digest)
     if not running:
         console.print("No running workspace uses it.")

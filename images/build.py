@@ -237,33 +237,36 @@ def _run_streaming(command: list[str], progress: Progress) -> None:
 # --- analysis images --------------------------------------------------------------------------
 
 
-PROJECTS_DIR = IMAGES_DIR / "projects"
-PROJECT_IMAGE = re.compile(r"^projects/[a-z][a-z0-9-]{0,62}$")
+def images_dir() -> Path:
+    """Where the image folders are: this package's, or a site's own (``TRE_IMAGES_DIR``) laid out
+    the same way."""
+    return Path(os.environ.get("TRE_IMAGES_DIR") or IMAGES_DIR)
 
 
 def known_images() -> list[str]:
     """Every image name ``tre images build`` accepts: folders with a Dockerfile, and project
     folders (``projects/<name>``) with a requirements.txt built by the generic project Dockerfile."""
-    own = [p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile") if p.parent != PROJECTS_DIR]
-    projects = [f"projects/{p.parent.name}" for p in PROJECTS_DIR.glob("*/requirements.txt")]
+    root = images_dir()
+    own = [p.parent.name for p in root.glob("*/Dockerfile") if p.parent.name != "projects"]
+    projects = [f"projects/{p.parent.name}" for p in (root / "projects").glob("*/requirements.txt")]
     return sorted(own) + sorted(projects)
 
 
 def dockerfile_path(name: str) -> Path:
     """The Dockerfile ``name`` builds from: its own, or the generic one of project images."""
     if name not in known_images():
-        raise ValueError(f"There is no image called {name!r} under {IMAGES_DIR}; known images: "
+        raise ValueError(f"There is no image called {name!r} under {images_dir()}; known images: "
                          f"{', '.join(known_images())}. A project image is a folder images/projects/<name>/ "
                          "with a requirements.txt (see images/README.md).")
-    own = IMAGES_DIR / name / "Dockerfile"
-    return own if own.is_file() else PROJECTS_DIR / "Dockerfile"
+    own = images_dir() / name / "Dockerfile"
+    return own if own.is_file() else images_dir() / "projects" / "Dockerfile"
 
 
 def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
     """``images/<name>`` as an in-memory tar, plus the CA bundle as ``certs/extra-ca.crt`` (empty
     when there is none, so the Dockerfile's COPY always has a source). A project folder without a
     Dockerfile gets the generic project one."""
-    folder = IMAGES_DIR / name
+    folder = images_dir() / name
     dockerfile = dockerfile_path(name)
     stream = io.BytesIO()
 

@@ -263,3 +263,22 @@ def test_the_r_image_runs_an_r_cell_through_the_kernel_protocol(hub):
         assert loaded == "228"
     finally:
         hub.stop(bob, "bob", "diabetes-outcomes")
+
+
+def test_the_images_page_is_for_admins_in_english_and_french(hub, example):
+    from bs4 import BeautifulSoup
+
+    pages = f"{hub.url}/services/catalogue/images"
+    admin = hub.login("admin", language="fr")
+    reply = admin.get(pages)
+    assert reply.status_code == 200 and reply.url == pages, reply.text[:500]
+    page = BeautifulSoup(reply.text, "html.parser")
+    assert page.h1.get_text() == "Images d’analyse"
+    row = page.find("tr", attrs={"data-image": f"{EXAMPLE}:1"})
+    assert example in row.get_text() and "humanize" in row.select_one(".packages").get_text()
+    assert page.find("tr", attrs={"data-image": "singleuser:1"}) is not None
+    assert page.find("link", rel="stylesheet")["href"] == "/hub/static/css/style.min.css"
+    alice = hub.login("alice")
+    refused = alice.get(pages)
+    assert refused.status_code == 403 and "Only admins see the analysis images" in refused.text
+    assert "nav-images" not in alice.get(f"{hub.url}/services/catalogue/").text

@@ -226,3 +226,41 @@ def test_the_plan_runs_the_pinned_digest_and_labels_it(catalogue_url):
     assert plan.image == digest(2)
     # `tre images show` finds the servers of an image by this label
     assert plan.labels["tre.image-digest"] == digest(2)
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_the_admin_page_lists_images_packages_pins_and_failed_builds(catalogue_url, language):
+    from bs4 import BeautifulSoup
+
+    from datasets.service import queries
+    from datasets.service.app import Site
+
+    register(catalogue_url, number=1)
+    register(catalogue_url, name="projects/example", number=2)
+    pin(catalogue_url, "cardio-risk", "projects/example:1")
+    with session_scope(catalogue_url) as session:
+        registry.retire(session, "admin", "projects/example:1")
+        registry.record_build_failure(session, "admin", name="projects/typo", step="Step 6/10 : RUN pip install",
+                                      log_path="/x.log")
+        found = queries.image_registry(session)
+        admin = queries.viewer(session, "admin")
+        steward = queries.viewer(session, "steward")
+    assert admin.is_admin and not steward.is_admin
+    assert found.default_image == "singleuser:1" and found.unpinned_projects == ("diabetes-outcomes",)
+    site = Site("sqlite://", prefix="/services/catalogue/", hub_prefix="/hub/")
+    html = site.render("images.html", language, page="images", user={"name": "admin"}, viewer=admin,
+                       xsrf_form_html=lambda: "", registry=found)
+    page = BeautifulSoup(html, "html.parser")
+    example = page.find("tr", id="image-projects-example-1")
+    assert example.select_one(".projects").get_text(strip=True) == "cardio-risk"
+    assert example.select_one(".status").get_text(" ", strip=True).startswith(
+        {"en": "Retired", "fr": "Retirée"}[language])
+    assert digest(2) in example.get_text()
+    packages = [li.get_text(" ", strip=True) for li in example.select(".packages li")]
+    assert len(packages) == len(SBOM["components"]) and any(p.startswith("acro ") for p in packages)
+    assert "Step 6/10 : RUN pip install" in page.find(id="failed-builds").get_text()
+    assert page.find("a", id="nav-images")["href"] == "/services/catalogue/images"
+    assert not page.find("script")
+    assert page.html["lang"] == language
+    if language == "fr":
+        assert page.h1.get_text() == "Images d’analyse"

@@ -251,9 +251,9 @@ def images_build(
     if register:
         _catalogue_url()
         if actor is not None:
-            from datasets.workflow import require_admin
+            from datasets.images import require_image_admin
 
-            _act(require_admin, actor)
+            _act(require_image_admin, actor)
     if ca_bundle is None and Path("/etc/ssl/certs/ca-certificates.crt").exists():
         ca_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     if ca_bundle is not None and not ca_bundle.is_file():
@@ -302,7 +302,10 @@ def images_register(
         built = client.images.get(reference)
     except ImageNotFound:
         _fail(f"The Docker engine has no image {reference}; build it with `tre images build {name}`.")
-    base = {"BASE": built.labels.get("tre.base")} if built.labels.get("tre.base") else {}
+    labels = built.labels or {}
+    if labels.get("tre.image", name) != name:  # e.g. tre/singleuser:latest registered as r
+        _fail(f"{reference} was built from images/{labels['tre.image']}, not images/{name}; nothing was registered.")
+    base = {"BASE": labels["tre.base"]} if labels.get("tre.base") else {}
     _register(client, name, built.id, base, actor)
 
 

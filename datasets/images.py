@@ -50,13 +50,18 @@ class WorkspaceImage:
     pinned: bool  # False: the platform default, the project pins nothing
 
 
-def _require_admin(session: Session, actor: str, act: str) -> None:
+def _require_admin(session: Session, actor: str, act: str = "build, pin and retire analysis images") -> None:
     try:
         require_admin(session, actor)
     except PermissionDenied as denied:
         if "is not an admin" not in str(denied):
             raise
         raise PermissionDenied(f"{actor} is not an admin; only admins {act}.") from None
+
+
+def require_image_admin(session: Session, actor: str) -> None:
+    """Refuse, before a long build starts, someone who could not register its result."""
+    _require_admin(session, actor)
 
 
 def _now() -> dt.datetime:

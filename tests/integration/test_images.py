@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 import shutil
 import subprocess
@@ -200,6 +201,8 @@ def test_a_failing_build_names_its_step_and_registers_nothing(hub, site_images, 
 def test_an_unknown_image_name_is_refused(hub):
     result = tre(hub, "images", "build", "rstudio", "--as", "admin")
     assert result.returncode == 1 and "There is no image called 'rstudio'" in result.stdout
+    result = tre(hub, "images", "register", "r", "--image", "tre/singleuser:latest", "--as", "admin")
+    assert result.returncode == 1 and "was built from images/singleuser, not images/r" in result.stdout
     result = tre(hub, "projects", "set-image", "cardio-risk", "rstudio", "--as", "admin")
     assert result.returncode == 1 and "There is no registered image rstudio" in result.stdout
 
@@ -282,3 +285,28 @@ def test_the_images_page_is_for_admins_in_english_and_french(hub, example):
     refused = alice.get(pages)
     assert refused.status_code == 403 and "Only admins see the analysis images" in refused.text
     assert "nav-images" not in alice.get(f"{hub.url}/services/catalogue/").text
+
+
+def test_an_image_the_engine_lost_is_neither_pinned_nor_started(hub):
+    """A registered digest that no longer matches anything in the engine (removed or rebuilt
+    since): pinning it is refused, and a project pinned to it does not start."""
+    singleuser = hub.client.images.get("tre/singleuser:latest").id
+    doomed, _ = hub.client.images.build(
+        fileobj=io.BytesIO(f"FROM {singleuser}\nLABEL tre.test=doomed-{hub.instance}\n".encode()),
+        labels={"tre.managed": "true", "tre.instance": hub.instance}, rm=True)
+    try:
+        registered = tre(hub, "images", "register", "singleuser", "--image", doomed.id, "--as", "admin")
+        assert registered.returncode == 0 and "registered singleuser:2" in registered.stdout, registered.stdout
+        pinned = tre(hub, "projects", "set-image", "cardio-risk", "singleuser:2", "--as", "admin")
+        assert pinned.returncode == 0, pinned.stdout
+    finally:
+        hub.client.images.remove(doomed.id)
+    refused = tre(hub, "projects", "set-image", "diabetes-outcomes", "singleuser:2", "--as", "admin")
+    assert refused.returncode == 1 and "no longer has image singleuser:2" in refused.stdout, refused.stdout
+    alice = hub.login("alice")
+    reply = alice.get(f"{hub.url}/hub/spawn/alice/cardio-risk")
+    assert reply.status_code == 403, hub.log_tail()
+    assert f"The image of project cardio-risk (singleuser:2, {doomed.id}) is no longer on this machine" in reply.text
+    assert not hub.client.containers.list(filters={"label": [f"tre.instance={hub.instance}", "tre.user=alice"]})
+    # the platform default goes back to the image that exists
+    assert tre(hub, "images", "retire", "singleuser:2", "--as", "admin").returncode == 0

@@ -238,7 +238,7 @@ def images_build(
     """Build analysis images (and the Debian base image when it is missing), then register them.
 
     A failed build registers nothing: it names the failed step and keeps the whole log under
-    TRE_HOME/logs/."""
+    TRE_HOME/logs/ (with --no-register: TRE_BUILD_LOG_DIR, default /tmp)."""
     from images.build import ImageBuildError, build_image, dockerfile_path, ensure_base_image
 
     settings = TRESettings()
@@ -266,7 +266,8 @@ def images_build(
         with console.status(f"Building {name}…") as status:
             try:
                 image_id = build_image(client, name, ca_bundle=ca_bundle, progress=_progress(status, name),
-                                       build_args=build_args, log_dir=settings.home / "logs")
+                                       build_args=build_args,
+                                       log_dir=settings.home / "logs" if register else None)
             except ImageBuildError as exc:
                 if register:
                     from datasets import images as registry
@@ -544,8 +545,8 @@ def projects_set_image(slug: str, reference: Annotated[str, typer.Argument(help=
     """Pin a project's workspaces to an image, by digest (new starts use it)."""
     from datasets import images as registry
 
-    client = _docker()
-    image = _act(registry.pin, actor, slug, reference, lambda digest: _engine_has(client, digest))
+    # the engine is asked only once the catalogue accepts the rest (who, which project, which image)
+    image = _act(registry.pin, actor, slug, reference, lambda digest: _engine_has(_docker(), digest))
     console.print(f"Project {slug} is pinned to {image.reference} ({image.digest}); its next workspace starts use it.")
 
 

@@ -96,8 +96,9 @@ node_tools() {
 
 # --- Images ---------------------------------------------------------------------------------------
 analysis_images() {
-  step "Analysis images (base debian:bookworm-slim, then singleuser; cached after the first build)"
-  "$VENV/bin/tre" images build singleuser
+  step "Analysis images (base debian:bookworm-slim, then singleuser and r; cached after the first build)"
+  # Built only here; each catalogue (the demo's, the tests') registers them with `tre images register`.
+  "$VENV/bin/tre" images build singleuser r --no-register
   done_step
 }
 
@@ -139,6 +140,8 @@ start_demo() {
   export TRE_HOME="$DEMO_HOME" TRE_INSTANCE=demo
   step "Demo catalogue, synthetic datasets, accounts and firewall rules (data in $DEMO_HOME)"
   "$VENV/bin/tre" demo init
+  "$VENV/bin/tre" images register singleuser --as admin
+  "$VENV/bin/tre" images register r --as admin
   "$VENV/bin/tre" firewall install
   done_step
   step "JupyterHub on http://127.0.0.1:8000"

@@ -41,6 +41,10 @@ class AuditAction(enum.StrEnum):
     GRANT_REVOKED = "grant.revoked"
     ROLE_CHANGED = "role.changed"
     DATASET_REGISTERED = "dataset.registered"
+    IMAGE_BUILT = "image.built"
+    IMAGE_BUILD_FAILED = "image.build_failed"
+    IMAGE_RETIRED = "image.retired"
+    IMAGE_PINNED = "image.pinned"
 
 
 def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: str | None,

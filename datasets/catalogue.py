@@ -45,6 +45,9 @@ class Refusal(enum.StrEnum):
     DATASET_INTEGRITY = "dataset_integrity"
     UNSAFE_FOLDER = "unsafe_folder"
     FIREWALL_MISSING = "firewall_missing"
+    NO_IMAGE = "no_image"
+    IMAGE_RETIRED = "image_retired"
+    IMAGE_MISSING = "image_missing"
 
 
 class AccessRefused(Exception):

@@ -37,6 +37,18 @@ REFUSALS: dict[Refusal, str] = {
     Refusal.NO_DATASET_IN_FORCE: (
         "Project {project} has no dataset grant in force today. Ask a data steward to renew its grants."
     ),
+    Refusal.NO_IMAGE: (
+        "No analysis image is registered for project {project}, so its workspace cannot start. An admin "
+        "must run `tre images build {image}` (or `tre images register {image}`)."
+    ),
+    Refusal.IMAGE_RETIRED: (
+        "Project {project} is pinned to image {image}, which is retired: no new workspace starts from it. "
+        "Ask an admin to pin the project to an active image."
+    ),
+    Refusal.IMAGE_MISSING: (
+        "The image of project {project} ({image}) is no longer on this machine, so the workspace does not "
+        "start. Ask an admin to rebuild it and pin the project again."
+    ),
 }
 
 

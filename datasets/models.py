@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, Date, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, DateTime, Enum, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SLUG = r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$"
@@ -98,6 +98,9 @@ class Project(Base):
     requested_datasets: Mapped[list[Any]] = mapped_column(default=list)
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decision_reason: Mapped[str | None] = mapped_column(Text)
+    # The analysis image its workspaces run, pinned by digest; None means the platform default.
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", name="fk_projects_image_id_images"))
+    image: Mapped[AnalysisImage | None] = relationship(back_populates="projects")
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="project", cascade="all, delete-orphan"
@@ -139,6 +142,45 @@ class Grant(Base):
 
     def in_force(self, on: dt.date) -> bool:
         return self.starts_on <= on <= self.ends_on
+
+
+class ImageStatus(enum.StrEnum):
+    ACTIVE = "active"
+    RETIRED = "retired"  # starts nothing new; servers already running on it keep running
+
+
+class AnalysisImage(Base):
+    """One build of an analysis image: what it is (digest), what it came from, what it holds.
+
+    ``digest`` is the engine's image id (``sha256:...``): an enclave has no registry to give
+    repository digests, and the id names the exact file systems and configuration that run.
+    """
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]  # a counter per name: 1, 2, ...
+    digest: Mapped[str] = mapped_column(String(80), unique=True)
+    dockerfile: Mapped[str] = mapped_column(Text, default="")
+    build_args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    built_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    built_by: Mapped[str] = mapped_column(String(64))
+    # A CycloneDX 1.5 bill of materials: Python packages of the venv and Debian packages.
+    sbom: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[ImageStatus] = mapped_column(
+        Enum(ImageStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=ImageStatus.ACTIVE,
+    )
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    retired_by: Mapped[str | None] = mapped_column(String(64))
+
+    projects: Mapped[list[Project]] = relationship(back_populates="image")
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}:{self.version}"
 
 
 class AuditEvent(Base):

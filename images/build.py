@@ -237,10 +237,37 @@ def _run_streaming(command: list[str], progress: Progress) -> None:
 # --- analysis images --------------------------------------------------------------------------
 
 
+def images_dir() -> Path:
+    """Where the image folders are: this package's, or a site's own (``TRE_IMAGES_DIR``) laid out
+    the same way."""
+    return Path(os.environ.get("TRE_IMAGES_DIR") or IMAGES_DIR)
+
+
+def known_images() -> list[str]:
+    """Every image name ``tre images build`` accepts: folders with a Dockerfile, and project
+    folders (``projects/<name>``) with a requirements.txt built by the generic project Dockerfile."""
+    root = images_dir()
+    own = [p.parent.name for p in root.glob("*/Dockerfile") if p.parent.name != "projects"]
+    projects = [f"projects/{p.parent.name}" for p in (root / "projects").glob("*/requirements.txt")]
+    return sorted(own) + sorted(projects)
+
+
+def dockerfile_path(name: str) -> Path:
+    """The Dockerfile ``name`` builds from: its own, or the generic one of project images."""
+    if name not in known_images():
+        raise ValueError(f"There is no image called {name!r} under {images_dir()}; known images: "
+                         f"{', '.join(known_images())}. A project image is a folder images/projects/<name>/ "
+                         "with a requirements.txt (see images/README.md).")
+    own = images_dir() / name / "Dockerfile"
+    return own if own.is_file() else images_dir() / "projects" / "Dockerfile"
+
+
 def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
     """``images/<name>`` as an in-memory tar, plus the CA bundle as ``certs/extra-ca.crt`` (empty
-    when there is none, so the Dockerfile's COPY always has a source)."""
-    folder = IMAGES_DIR / name
+    when there is none, so the Dockerfile's COPY always has a source). A project folder without a
+    Dockerfile gets the generic project one."""
+    folder = images_dir() / name
+    dockerfile = dockerfile_path(name)
     stream = io.BytesIO()
 
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -255,6 +282,8 @@ def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 tar.add(path, arcname=str(path.relative_to(folder)), filter=normalise)
+        if dockerfile.parent != folder:
+            tar.add(dockerfile, arcname="Dockerfile", filter=normalise)
         data = ca_bundle.read_bytes() if ca_bundle else b""
         info = tarfile.TarInfo(EXTRA_CA_IN_CONTEXT)
         info.size, info.mode = len(data), 0o644
@@ -264,20 +293,22 @@ def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
 
 
 def build_image(client: docker.DockerClient, name: str, *, ca_bundle: Path | None,
-                progress: Progress = None, tag: str | None = None, no_cache: bool = False) -> str:
-    """Build ``images/<name>/Dockerfile``, tag it (``tre/<name>:latest`` by default) and return
-    its id. Every output line goes to ``progress`` and to a log file; a failed step raises
-    :class:`ImageBuildError`. ``no_cache`` rebuilds every step (for timing a cold build)."""
-    if not (IMAGES_DIR / name / "Dockerfile").is_file():
-        known = sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
-        raise ValueError(f"There is no image called {name!r} under {IMAGES_DIR}; known images: {', '.join(known)}.")
+                progress: Progress = None, tag: str | None = None, no_cache: bool = False,
+                build_args: dict[str, str] | None = None, log_dir: Path | None = None) -> str:
+    """Build ``images/<name>`` (see :func:`dockerfile_path`), tag it (``tre/<name>:latest`` by
+    default) and return its id. Every output line goes to ``progress`` and to a log file in
+    ``log_dir``, deleted after a success and kept after a failure; a failed step raises
+    :class:`ImageBuildError`. ``build_args`` are the Dockerfile's ARGs (e.g. ``BASE``);
+    ``no_cache`` rebuilds every step (for timing a cold build)."""
+    dockerfile_path(name)  # an unknown name fails here, before anything is sent to the engine
     if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise FileNotFoundError(
             f"CA bundle {ca_bundle} does not exist; set TRE_EXTRA_CA_BUNDLE to a PEM file or unset it."
         )
     tag = tag or f"tre/{name}:latest"
-    log_dir = Path(os.environ.get("TRE_BUILD_LOG_DIR", tempfile.gettempdir()))
-    log_path = log_dir / f"tre-build-{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_dir = log_dir or Path(os.environ.get("TRE_BUILD_LOG_DIR", tempfile.gettempdir()))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"tre-build-{name.replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     tail: list[str] = []
     step = "sending the build context"
     image_id = None
@@ -295,7 +326,7 @@ def build_image(client: docker.DockerClient, name: str, *, ca_bundle: Path | Non
             _say(progress, line)
 
         try:
-            for chunk in _build_stream(client, name, ca_bundle, tag, no_cache):
+            for chunk in _build_stream(client, name, ca_bundle, tag, no_cache, build_args or {}):
                 for line in chunk.get("stream", "").splitlines():
                     record(line)
                 if chunk.get("aux", {}).get("ID"):
@@ -306,15 +337,17 @@ def build_image(client: docker.DockerClient, name: str, *, ca_bundle: Path | Non
         except (APIError, requests.RequestException) as exc:
             record(f"Docker engine error: {exc}")
             raise ImageBuildError(name, step, "\n".join(tail), log_path) from exc
+    log_path.unlink(missing_ok=True)  # kept only when there is a failure to read
     return image_id or client.images.get(tag).id
 
 
 def _build_stream(client: docker.DockerClient, name: str, ca_bundle: Path | None, tag: str,
-                  no_cache: bool) -> Iterator[dict]:
+                  no_cache: bool, build_args: dict[str, str]) -> Iterator[dict]:
     return client.api.build(
         fileobj=build_context(name, ca_bundle), custom_context=True,
         tag=tag, decode=True, rm=True, forcerm=True, pull=False, nocache=no_cache,
-        labels={"tre.managed": "true", "tre.image": name},
+        labels={"tre.managed": "true", "tre.image": name,
+                **({"tre.base": build_args["BASE"]} if build_args.get("BASE") else {})},
         # predefined proxy arguments: used by RUN steps, kept out of the image and its history
-        buildargs={k: v for k in PROXY_VARIABLES if (v := os.environ.get(k))},
+        buildargs={**{k: v for k in PROXY_VARIABLES if (v := os.environ.get(k))}, **build_args},
     )

@@ -137,6 +137,9 @@ def make_workspace_plan(
 ) -> WorkspacePlan:
     """The workspace of ``access.username`` in ``access.project``, as the catalogue allows it today.
 
+    ``image`` is the digest (image id) the catalogue pins for the project, never a name a request
+    chose: the container runs exactly that.
+
     Only the project's datasets in force are mounted, each read-only under ``/data/<slug>``;
     ``/project`` is shared read-write by the project's members; the home is per user and project.
     """
@@ -152,8 +155,9 @@ def make_workspace_plan(
         Mount(home_source, home, read_only=False),
     )
     # The datasets it mounts, so the reconciler sees a grant end without asking the container.
+    # and the image it runs, so `tre images show` finds the servers still on a retired image.
     labels = object_labels(instance, "workspace", project=access.project, user=access.username,
-                           datasets=",".join(d.slug for d in access.datasets))
+                           datasets=",".join(d.slug for d in access.datasets), **{"image-digest": image})
     return WorkspacePlan(
         username=access.username,
         project=access.project,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from docker import errors as docker_errors
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Float, Integer, Unicode, default
@@ -24,6 +25,7 @@ from datasets.catalogue import AccessRefused, Refusal, WorkspaceAccess, workspac
 from datasets.integrity import DatasetIntegrityError, verify_dataset_folder
 from datasets.db import session_scope
 from datasets.i18n import negotiate, translate
+from datasets.images import WorkspaceImage, workspace_image
 from datasets.messages import explain
 from spawner import docker_adapter, firewall
 from spawner.plan import WorkspacePlan, dataset_source, make_workspace_plan
@@ -78,9 +80,22 @@ class ProjectSpawner(DockerSpawner):
         request = getattr(self.handler, "request", None)
         return negotiate(request.headers.get("Accept-Language") if request else None)
 
-    def _workspace_access(self) -> WorkspaceAccess:
+    def _workspace_access(self) -> tuple[WorkspaceAccess, WorkspaceImage]:
+        """Who may see what, and which image: both from the catalogue, in one read."""
         with session_scope(self.catalogue_url) as session:
-            return workspace_access(session, self.user.name, self.name, dt.date.today())
+            access = workspace_access(session, self.user.name, self.name, dt.date.today())
+            return access, workspace_image(session, self.name)
+
+    def _check_image_present(self, image: WorkspaceImage) -> None:
+        """Refuse rather than let DockerSpawner fall back to anything else: the engine must hold an
+        image whose id is exactly the pinned digest."""
+        try:
+            found = self.client.inspect_image(image.digest)["Id"]
+        except docker_errors.ImageNotFound:
+            found = None
+        if found != image.digest:
+            raise AccessRefused(Refusal.IMAGE_MISSING, project=self.name,
+                                image=f"{image.name}:{image.version}, {image.digest}")
 
     def _verify_datasets(self, access: WorkspaceAccess) -> None:
         for dataset in access.datasets:
@@ -109,7 +124,8 @@ class ProjectSpawner(DockerSpawner):
             self.user.db.commit()
             raise WorkspaceRefused(translate(self.language, IMAGE_CHOSEN_BY_CATALOGUE))
         try:
-            access = await self._in_pool(self._workspace_access)
+            access, image = await self._in_pool(self._workspace_access)
+            await self._in_pool(self._check_image_present, image)
         except AccessRefused as refusal:
             self.log.warning("Refused workspace %s/%s: %s", self.user.name, self.name, refusal)
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, facts=refusal.params)
@@ -117,7 +133,7 @@ class ProjectSpawner(DockerSpawner):
         plan = make_workspace_plan(
             access,
             instance=self.instance,
-            image=self.image,
+            image=image.digest,
             data_root=Path(self.data_root),
             workspaces_root=Path(self.workspaces_root),
             default_mem_limit=self.default_mem_limit,
@@ -160,6 +176,7 @@ class ProjectSpawner(DockerSpawner):
             AuditAction.WORKSPACE_START,
             container=self.container_id[:12],
             image=plan.image,
+            image_name=f"{image.name}:{image.version}",
             mounts=[{"source": str(m.source), "target": str(m.target), "read_only": m.read_only}
                     for m in plan.mounts],
             datasets={d.slug: d.version for d in access.datasets},
@@ -217,6 +234,7 @@ class ProjectSpawner(DockerSpawner):
     def _apply(self, plan: WorkspacePlan, hub_gateway: str) -> None:
         """Set DockerSpawner's traits from the plan; DockerSpawner then creates the container."""
         self.plan = plan
+        self.image = plan.image
         self.object_name = plan.container_name
         self.network_name = plan.network.name
         self.volumes = docker_adapter.volumes(plan)

@@ -41,6 +41,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 T = TypeVar("T")
 
 # Words of the catalogue's vocabulary as people read them; the English text is the msgid.
+IMAGE_STATUS_TEXT = {"active": "In use", "retired": "Retired"}
 STATUS_TEXT = {
     "requested": "Awaiting a decision",
     "approved": "Approved",
@@ -51,7 +52,7 @@ STATUS_TEXT = {
 ROLE_TEXT = {"principal_investigator": "Principal investigator", "researcher": "Researcher"}
 IDENTIFIER_TEXT = {"direct": "Direct identifier", "indirect": "Indirect identifier"}
 SENSITIVITY_TEXT = {"pseudonymised": "pseudonymised", "anonymised": "anonymised", "open": "open"}
-VOCABULARY = (*STATUS_TEXT.values(), *ROLE_TEXT.values(), *IDENTIFIER_TEXT.values(), *SENSITIVITY_TEXT.values())
+VOCABULARY = (*STATUS_TEXT.values(), *IMAGE_STATUS_TEXT.values(), *ROLE_TEXT.values(), *IDENTIFIER_TEXT.values(), *SENSITIVITY_TEXT.values())
 
 SECURITY_HEADERS = {
     # Only the hub's style sheet, logo and fonts, from this origin (and the style sheet's inline
@@ -103,7 +104,8 @@ class Site:
         return self.templates.get_template(template).render(
             _=text, problem=problem, refusal=refusal, number=number, lang=language,
             prefix=self.prefix, hub_prefix=self.hub_prefix, STATUS_TEXT=STATUS_TEXT, ROLE_TEXT=ROLE_TEXT,
-            IDENTIFIER_TEXT=IDENTIFIER_TEXT, SENSITIVITY_TEXT=SENSITIVITY_TEXT, **values,
+            IDENTIFIER_TEXT=IDENTIFIER_TEXT, SENSITIVITY_TEXT=SENSITIVITY_TEXT, IMAGE_STATUS_TEXT=IMAGE_STATUS_TEXT,
+            **values,
         )
 
 
@@ -292,6 +294,22 @@ class RegisterPage(Page):
         self.show("register.html", entries=await self.site.catalogue(queries.public_register))
 
 
+class ImagesPage(Page):
+    """The analysis images, for admins: what each holds, who runs it, how the last builds went.
+    Read-only: images are built, pinned and retired with the ``tre`` command on the host."""
+
+    page_name = "images"
+
+    @authenticated
+    async def get(self) -> None:
+        if not (self.viewer and self.viewer.is_admin):
+            self.show("error.html", 403, status_code=403, reason="Forbidden", message=translate(
+                self.language, "Only admins see the analysis images. You are signed in as {username}, who is "
+                "not an admin.", username=self.username))
+            return
+        self.show("images.html", registry=await self.site.catalogue(queries.image_registry))
+
+
 class NotFound(Page):
     async def get(self, *args: Any) -> None:
         raise HTTPError(404)
@@ -302,7 +320,8 @@ class NotFound(Page):
 def make_app(site: Site, *, cookie_secret: bytes | None = None) -> Application:
     prefix = site.prefix
     pages = {"": CataloguePage, "projects": ProjectsPage, "apply": ApplyPage, "steward": StewardPage,
-             "steward/([a-z0-9-]+)/(approve|refuse)": DecisionPage, "register": RegisterPage}
+             "steward/([a-z0-9-]+)/(approve|refuse)": DecisionPage, "register": RegisterPage,
+             "images": ImagesPage}
     handlers: list[tuple] = [(prefix + path, page, {"site": site}) for path, page in pages.items()]
     handlers.append((prefix + "oauth_callback", HubOAuthCallbackHandler))
     return Application(

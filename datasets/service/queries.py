@@ -27,6 +27,7 @@ class Viewer:
     username: str
     display_name: str
     is_steward: bool
+    is_admin: bool = False
 
 
 def viewer(session: Session, username: str) -> Viewer | None:
@@ -34,7 +35,7 @@ def viewer(session: Session, username: str) -> Viewer | None:
     if person is None:
         return None
     return Viewer(username=person.username, display_name=person.display_name,
-                  is_steward=bool(person.is_data_steward or person.is_admin))
+                  is_steward=bool(person.is_data_steward or person.is_admin), is_admin=bool(person.is_admin))
 
 
 # --- the dataset catalogue: metadata and schema, never data ------------------------------------
@@ -221,3 +222,87 @@ def public_register(session: Session) -> list[RegisterEntry]:
         )
         for p in projects
     ]
+
+
+# --- the analysis images, for admins ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    ecosystem: str  # "python" or "debian"
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    name: str
+    version: int
+    digest: str
+    status: str
+    built_at: dt.datetime
+    built_by: str
+    build_args: tuple[tuple[str, str], ...]
+    retired_by: str | None
+    projects: tuple[str, ...]  # pinned to it
+    packages: tuple[Package, ...]
+
+    @property
+    def python_count(self) -> int:
+        return sum(p.ecosystem == "python" for p in self.packages)
+
+    @property
+    def debian_count(self) -> int:
+        return sum(p.ecosystem == "debian" for p in self.packages)
+
+
+@dataclass(frozen=True)
+class FailedBuild:
+    name: str
+    at: str
+    by: str
+    step: str
+
+
+@dataclass(frozen=True)
+class ImageRegistry:
+    images: list[ImageEntry]
+    failed_builds: list[FailedBuild]  # newest first
+    default_image: str | None  # what projects without a pin run, NAME:VERSION
+    unpinned_projects: tuple[str, ...]
+
+
+def _packages(sbom: dict[str, Any]) -> tuple[Package, ...]:
+    ecosystems = {"pkg:pypi/": "python", "pkg:deb/": "debian"}
+    return tuple(
+        Package(c["name"], c["version"], next((e for prefix, e in ecosystems.items()
+                                               if c.get("purl", "").startswith(prefix)), "other"))
+        for c in sbom.get("components", []))
+
+
+def image_registry(session: Session, failed_builds: int = 10) -> ImageRegistry:
+    """Every registered image with its packages and pinned projects, the last failed builds
+    (from the audit log, since a failed build registers nothing) and the platform default."""
+    from datasets.images import workspace_image
+    from datasets.models import AnalysisImage, AuditEvent
+
+    images = session.scalars(select(AnalysisImage).options(selectinload(AnalysisImage.projects))
+                             .order_by(AnalysisImage.name, AnalysisImage.version.desc())).all()
+    failures = session.scalars(select(AuditEvent).where(AuditEvent.action == "image.build_failed")
+                               .order_by(AuditEvent.seq.desc()).limit(failed_builds)).all()
+    unpinned = tuple(session.scalars(select(Project.slug).where(Project.image_id.is_(None)).order_by(Project.slug)))
+    try:
+        default = workspace_image(session, unpinned[0]) if unpinned else None
+    except AccessRefused:
+        default = None
+    return ImageRegistry(
+        images=[ImageEntry(
+            name=i.name, version=i.version, digest=i.digest, status=i.status.value, built_at=i.built_at,
+            built_by=i.built_by, build_args=tuple(sorted((str(k), str(v)) for k, v in i.build_args.items())),
+            retired_by=i.retired_by, projects=tuple(sorted(p.slug for p in i.projects)), packages=_packages(i.sbom),
+        ) for i in images],
+        failed_builds=[FailedBuild(name=str(e.details.get("image", "")), at=e.at[:19].replace("T", " "), by=e.actor,
+                                   step=str(e.details.get("step", ""))) for e in failures],
+        default_image=f"{default.name}:{default.version}" if default else None,
+        unpinned_projects=unpinned,
+    )

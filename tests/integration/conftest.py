@@ -72,6 +72,8 @@ class Hub:
         self.url = f"http://127.0.0.1:{ports['public']}"
         self.process: subprocess.Popen | None = None
         self.tre("demo", "init", "--scale", str(scale))
+        # the image ./setup.sh built, registered in this catalogue without building it again
+        self.tre("images", "register", "singleuser", "--as", "admin")
         self.tre("firewall", "install")
         self.password = self.tre("demo", "password").strip()
 

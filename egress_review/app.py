@@ -28,6 +28,7 @@ from datasets.i18n import negotiate, translate
 from egress_review import render
 from egress_review.requests import Airlock, BadInput, Forbidden, NotFound
 from egress_review.store import PathRefused
+from egress_review.text import said_in
 from egress_review.workflow import StateConflict
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -133,7 +134,8 @@ class Base(HubOAuthenticated, RequestHandler):
             return await self.site.run(act, self.username, *args, **kwargs)
         except tuple(STATUS_OF) as refused:
             status = next(code for kind, code in STATUS_OF.items() if isinstance(refused, kind))
-            raise HTTPError(status, "%s", str(refused)) from None
+            said = said_in(self.language, refused.args[0] if refused.args else str(refused))
+            raise HTTPError(status, "%s", said) from None
 
     def error_message(self, status_code: int, kwargs: dict[str, Any]) -> str | None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

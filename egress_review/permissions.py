@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from egress_review.text import Message
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -33,39 +35,41 @@ class RequestFacts:
 
 def refusal_to_create(actor: Actor, project: str) -> str | None:
     if project not in actor.projects:
-        return (f"You are not an active member of project {project}; only its members export its results. "
-                "Pick one of your projects.")
+        return Message.of("You are not an active member of project {project}; only its members export its "
+                          "results. Pick one of your projects.", project=project)
     return None
 
 
 def refusal_to_edit(actor: Actor, request: RequestFacts) -> str | None:
     """Adding, replacing, submitting and withdrawing are the author's, while still a member."""
     if actor.username != request.author:
-        return f"Only the author of this request ({request.author}) may change, submit or withdraw it."
+        return Message.of("Only the author of this request ({author}) may change, submit or withdraw it.",
+                          author=request.author)
     if request.project not in actor.projects:
-        return f"You are no longer an active member of project {request.project}; ask a data steward."
+        return Message.of("You are no longer an active member of project {project}; ask a data steward.",
+                          project=request.project)
     return None
 
 
 def refusal_to_review(actor: Actor, request: RequestFacts, today: dt.date) -> str | None:
     """Reviewing and deciding (return, reject, release) are for checkers independent of the project."""
     if actor.checker_until is None:
-        return "Only output checkers review export requests."
+        return Message.of("Only output checkers review export requests.")
     if not actor.accredited_on(today):
-        return (f"Your output checker accreditation ended on {actor.checker_until.isoformat()}; "
-                "ask an admin to renew it before reviewing.")
+        return Message.of("Your output checker accreditation ended on {date}; ask an admin to renew it before "
+                          "reviewing.", date=actor.checker_until.isoformat())
     if actor.username == request.author:
-        return "You wrote this request: no one reviews their own request."
+        return Message.of("You wrote this request: no one reviews their own request.")
     if request.project in actor.projects:
-        return (f"You are a member of project {request.project}: its requests are reviewed by checkers "
-                "from outside the project.")
+        return Message.of("You are a member of project {project}: its requests are reviewed by checkers from "
+                          "outside the project.", project=request.project)
     return None
 
 
 def refusal_to_download(actor: Actor, request: RequestFacts) -> str | None:
     """Released results go to the project's researchers, never to checkers or other projects."""
     if request.project not in actor.projects:
-        return f"Released files of project {request.project} go to its members only."
+        return Message.of("Released files of project {project} go to its members only.", project=request.project)
     return None
 
 

@@ -30,11 +30,13 @@ from egress_review import checks, permissions, release
 from egress_review.models import (Comment, Decision, ExportRequest, FileGroup, FileKind, RequestFile,
                                   RequestState, Review)
 from egress_review.permissions import Actor, RequestFacts
+from egress_review.text import Message
 from egress_review.store import Entry, PathRefused, Store, check_workspace_file, list_folder
 from egress_review.workflow import AWAITING_CHECKERS, EDITABLE, StateConflict, Step, require_transition, \
     state_after_reviews
 
 log = logging.getLogger("tre.egress")
+M = Message.of
 T = TypeVar("T")
 S = RequestState
 MIN_REVIEWS = 2
@@ -132,7 +134,7 @@ class Airlock:
     def actor(self, session: Session, username: str) -> Actor:
         person = session.get(Person, username)
         if person is None:
-            raise Forbidden(f"{username} is not in the TRE's catalogue; ask an admin to add you.")
+            raise Forbidden(M("{username} is not in the TRE's catalogue; ask an admin to add you.", username=username))
         projects = session.scalars(
             select(Membership.project_slug).join(Project)
             .where(Membership.username == username, Project.status.in_(STARTABLE_STATUSES))).all()
@@ -141,8 +143,8 @@ class Airlock:
     def _request(self, session: Session, actor: Actor, request_id: int) -> ExportRequest:
         request = session.get(ExportRequest, request_id)
         if request is None or not permissions.may_view(actor, _facts(request), self.today()):
-            raise NotFound(f"There is no export request {request_id} that you may see; "
-                           "your requests are listed on the egress home page.")
+            raise NotFound(M("There is no export request {id} that you may see; your requests are listed on the "
+                             "egress home page.", id=request_id))
         return request
 
     def _move(self, session: Session, request: ExportRequest, step: Step, to: S, **values: Any) -> None:
@@ -151,7 +153,7 @@ class Airlock:
             update(ExportRequest).where(ExportRequest.id == request.id, ExportRequest.state == request.state)
             .values(state=to, **values).execution_options(synchronize_session=False)).rowcount
         if done != 1:
-            raise StateConflict(f"Request {request.id} changed while you were acting on it; look at it again.")
+            raise StateConflict(M("Request {id} changed while you were acting on it; look at it again.", id=request.id))
         session.refresh(request)
 
     def _audit(self, session: Session, actor: Actor, action: AuditAction, request: ExportRequest,
@@ -195,9 +197,9 @@ class Airlock:
         try:
             return list_folder(self.workspace(project), folder)
         except PathRefused as refused:
-            raise BadInput(str(refused)) from None
+            raise BadInput(refused.args[0]) from None
         except FileNotFoundError:
-            raise BadInput(f"Project {project} has no workspace folder yet; start its workspace once.") from None
+            raise BadInput(M("Project {project} has no workspace folder yet; start its workspace once.", project=project)) from None
 
     def _view(self, session: Session, actor: Actor, request: ExportRequest) -> RequestView:
         facts, today = _facts(request), self.today()
@@ -254,7 +256,7 @@ class Airlock:
                 raise Forbidden(refusal)
             title_ = title.strip()
             if not title_ or len(title_) > 200:
-                raise BadInput("Give the request a title of 1 to 200 characters that says what the results are.")
+                raise BadInput(M("Give the request a title of 1 to 200 characters that says what the results are."))
             request = ExportRequest(project_slug=project, author=username, title=title_, state=S.DRAFT,
                                     created_at=_now())
             session.add(request)
@@ -269,8 +271,8 @@ class Airlock:
         if refusal := permissions.refusal_to_edit(actor, _facts(request)):
             raise Forbidden(refusal)
         if request.state not in EDITABLE:
-            raise StateConflict(f"Request {request.id} is {request.state.value}; files change only while it is "
-                                "a draft or returned to you.")
+            raise StateConflict(M("Request {id} is {state}; files change only while it is a draft or returned to you.",
+                                  id=request.id, state=request.state.value))
         return actor, request
 
     def add_file(self, username: str, request_id: int, path: str, group: str, kind: str,
@@ -284,16 +286,17 @@ class Airlock:
             try:
                 size = check_workspace_file(self.workspace(request.project_slug), relative, self.limits.max_file_bytes)
             except PathRefused as refused:
-                raise BadInput(str(refused)) from None
+                raise BadInput(refused.args[0]) from None
             except FileNotFoundError:
-                raise BadInput(f"Project {request.project_slug} has no workspace folder yet.") from None
+                raise BadInput(M("Project {project} has no workspace folder yet; start its workspace once.",
+                             project=request.project_slug)) from None
             normalised = "/".join(p for p in relative.split("/") if p not in ("", "."))
             if any(f.path == normalised for f in request.files):
-                raise BadInput(f"“{normalised}” is in this request already; replace it instead.")
+                raise BadInput(M("“{path}” is in this request already; replace it instead.", path=normalised))
             name = normalised.rsplit("/", 1)[-1]
             if kind_ == FileKind.OUTPUT and any(f.name == name and f.kind == FileKind.OUTPUT for f in request.files):
-                raise BadInput(f"Another output file is called “{name}”; released files sit side by side, "
-                               "so rename one in the workspace.")
+                raise BadInput(M("Another output file is called “{name}”; released files sit side by side, so rename "
+                                 "one in the workspace.", name=name))
             existing = next((g for g in request.groups if g.name == group_), None)
             if existing is None:
                 existing = FileGroup(name=group_, context="", controls="")
@@ -315,7 +318,7 @@ class Airlock:
             actor, request = self._editable(session, username, request_id)
             found = next((g for g in request.groups if g.name == group), None)
             if found is None:
-                raise BadInput(f"This request has no group “{group}”; add a file to create it.")
+                raise BadInput(M("This request has no group “{group}”; add a file to create it.", group=group))
             found.context, found.controls = context.strip(), controls.strip()
             self._audit(session, actor, AuditAction.EGRESS_GROUP_CHANGED, request, group=group)
         self._tx(act)
@@ -328,7 +331,7 @@ class Airlock:
             try:
                 check_workspace_file(self.workspace(request.project_slug), record.path, self.limits.max_file_bytes)
             except PathRefused as refused:
-                raise BadInput(str(refused)) from None
+                raise BadInput(refused.args[0]) from None
             dropped = [r.reviewer for r in record.reviews]
             session.execute(delete(Review).where(Review.file_id == record.id))
             record.sha256, record.size, record.checks = None, None, []
@@ -345,7 +348,7 @@ class Airlock:
             facts = _facts(request)
             checker = permissions.refusal_to_review(actor, facts, self.today()) is None
             if not checker and permissions.refusal_to_edit(actor, facts):
-                raise Forbidden("Only the request's author and its checkers comment on it.")
+                raise Forbidden(M("Only the request's author and its checkers comment on it."))
             self._add_comment(session, actor, request, text, visible_to_researcher or not checker, file_id)
         self._tx(act)
 
@@ -353,7 +356,7 @@ class Airlock:
                      file_id: int | None) -> None:
         text = text.strip()
         if not text:
-            raise BadInput("The comment is empty; write what the researcher or the checkers should know.")
+            raise BadInput(M("The comment is empty; write what the researcher or the checkers should know."))
         if file_id is not None:
             _file(request, file_id)
         request.comments.append(Comment(author=actor.username, text=text, visible_to_researcher=visible,
@@ -370,7 +373,7 @@ class Airlock:
             try:
                 done = self.store.freeze(self.workspace(context.project), path, self.limits.max_file_bytes)
             except PathRefused as refused:
-                raise BadInput(str(refused)) from None
+                raise BadInput(refused.args[0]) from None
             results = [r.as_dict() for r in checks.run_checks(self.store.path_of(done.sha256), context.check)]
             frozen[file_id] = (done.sha256, done.size, results)
         total = self._tx(self._commit_submission, username, request_id, state, frozen)
@@ -379,17 +382,14 @@ class Airlock:
 
     def _plan_submission(self, session: Session, username: str, request_id: int):
         actor, request = self._editable(session, username, request_id)
-        problems = []
-        outputs = [f for f in request.files if f.kind == FileKind.OUTPUT]
-        if not outputs:
-            problems.append("add at least one output file")
+        if not any(f.kind == FileKind.OUTPUT for f in request.files):
+            raise BadInput(M("Add at least one output file before submitting the request."))
         used = {f.group_name for f in request.files}
         for group in request.groups:
             if group.name in used and not (group.context and group.controls):
-                problems.append(f"group “{group.name}” needs both its context (what the files are) and its "
-                                "controls (which disclosure control was applied)")
-        if problems:
-            raise BadInput("The request cannot be submitted yet: " + "; ".join(problems) + ".")
+                raise BadInput(M("Group “{group}” needs both its context (what the files are) and its controls "
+                                 "(which disclosure control was applied) before the request is submitted.",
+                                 group=group.name))
         workspace = self.workspace(request.project_slug)
         total = 0
         pending = []
@@ -398,7 +398,7 @@ class Airlock:
                 try:
                     total += check_workspace_file(workspace, f.path, self.limits.max_file_bytes)
                 except PathRefused as refused:
-                    raise BadInput(str(refused)) from None
+                    raise BadInput(refused.args[0]) from None
                 group = next(g for g in request.groups if g.name == f.group_name)
                 context = _Pending(request.project_slug, checks.CheckContext(f.name, f.kind.value, group.context,
                                                                              group.controls))
@@ -406,8 +406,8 @@ class Airlock:
             else:
                 total += f.size or 0
         if total > self.limits.max_request_bytes:
-            raise BadInput(f"The request's files add up to {total} bytes, over the limit of "
-                           f"{self.limits.max_request_bytes}; split it or export smaller summaries.")
+            raise BadInput(M("The request's files add up to {total} bytes, over the limit of {limit}; split it or "
+                             "export smaller summaries.", total=total, limit=self.limits.max_request_bytes))
         return request.state, pending
 
     def _commit_submission(self, session: Session, username: str, request_id: int, was: S,
@@ -415,7 +415,7 @@ class Airlock:
         actor, request = self._editable(session, username, request_id)
         unfrozen = {f.id for f in request.files if f.sha256 is None}
         if request.state != was or unfrozen != set(frozen):
-            raise StateConflict(f"Request {request.id} changed while it was being submitted; submit it again.")
+            raise StateConflict(M("Request {id} changed while it was being submitted; submit it again.", id=request.id))
         for f in request.files:
             if f.id in frozen:
                 f.sha256, f.size, f.checks = frozen[f.id]
@@ -459,20 +459,21 @@ class Airlock:
         def act(session: Session) -> str:
             actor, request = self._reviewable(session, username, request_id)
             if request.state not in (S.SUBMITTED, S.PARTIALLY_REVIEWED):
-                raise StateConflict(f"Request {request.id} is {request.state.value}; it takes no more reviews.")
+                raise StateConflict(M("Request {id} is {state}; it takes no more reviews.", id=request.id,
+                                  state=request.state.value))
             outputs = {f.id: f for f in request.files if f.kind == FileKind.OUTPUT}
             unknown = set(decisions) - outputs.keys()
             if unknown:
-                raise BadInput(f"Files {sorted(unknown)} are not output files of request {request.id}; "
-                               "decide on its output files only.")
+                raise BadInput(M("Files {files} are not output files of request {id}; decide on its output files only.",
+                                 files=", ".join(map(str, sorted(unknown))), id=request.id))
             again = [outputs[i].name for i in decisions if any(r.reviewer == username for r in outputs[i].reviews)]
             if again:
-                raise StateConflict(f"You have reviewed {', '.join(again)} already; a second review by the same "
-                                    "person is refused.")
+                raise StateConflict(M("You have reviewed {files} already; a second review by the same person is "
+                                      "refused.", files=", ".join(again)))
             missing = [f.name for i, f in outputs.items()
                        if i not in decisions and not any(r.reviewer == username for r in f.reviews)]
             if missing:
-                raise BadInput(f"Decide on every output file: {', '.join(missing)} has no decision.")
+                raise BadInput(M("Decide on every output file: {files} has no decision.", files=", ".join(missing)))
             parsed = {i: _decision(d) for i, d in decisions.items()}
             for file_id, decision in parsed.items():
                 session.add(Review(file_id=file_id, reviewer=username, decision=decision, at=_now()))
@@ -516,7 +517,8 @@ class Airlock:
             short = [f.name for f in request.files if f.kind == FileKind.OUTPUT
                      and sum(r.decision == Decision.APPROVE for r in f.reviews) < required]
             if request.state == S.REVIEWED and short:
-                raise StateConflict(f"{', '.join(short)} lack {required} approvals; return or reject the request.")
+                raise StateConflict(M("{files} lack {required} approvals; return or reject the request.",
+                                  files=", ".join(short), required=required))
             self._move(session, request, Step.APPROVE, S.APPROVED, decided_by=username, decided_at=_now())
             self._audit(session, actor, AuditAction.EGRESS_APPROVED, request)
         self._tx(approve)
@@ -576,7 +578,7 @@ class Airlock:
             actor = self.actor(session, username)
             record = _file(self._request(session, actor, request_id), file_id)
             if record.sha256 is None:
-                raise NotFound(f"{record.name} is not frozen yet; it is read when the request is submitted.")
+                raise NotFound(M("{name} is not frozen yet; it is read when the request is submitted.", name=record.name))
             return record.name, self.store.path_of(record.sha256)
         return self._tx(read)
 
@@ -584,7 +586,7 @@ class Airlock:
         def act(session: Session) -> Path:
             actor, request = self._downloadable(session, username, request_id)
             if filename not in {f.name for f in request.files if f.kind == FileKind.OUTPUT}:
-                raise NotFound(f"Request {request_id} released no file called “{filename}”.")
+                raise NotFound(M("Request {id} released no file called “{name}”.", id=request_id, name=filename))
             self._audit(session, actor, AuditAction.EGRESS_DOWNLOADED, request, files=[filename])
             return self.store.releases / str(request_id) / filename
         return self._tx(act)
@@ -609,7 +611,8 @@ class Airlock:
         if refusal := permissions.refusal_to_download(actor, _facts(request)):
             raise Forbidden(refusal)
         if request.state != S.RELEASED:
-            raise StateConflict(f"Request {request.id} is {request.state.value}; only released files download.")
+            raise StateConflict(M("Request {id} is {state}; only released files download.", id=request.id,
+                                state=request.state.value))
         return actor, request
 
     # --- telling people -------------------------------------------------------------------------------
@@ -658,7 +661,7 @@ def _facts(request: ExportRequest) -> RequestFacts:
 def _file(request: ExportRequest, file_id: int) -> RequestFile:
     found = next((f for f in request.files if f.id == file_id), None)
     if found is None:
-        raise NotFound(f"Request {request.id} has no file {file_id}.")
+        raise NotFound(M("Request {id} has no file {file}.", id=request.id, file=file_id))
     return found
 
 
@@ -684,21 +687,21 @@ def _kind(kind: str) -> FileKind:
     try:
         return FileKind(kind)
     except ValueError:
-        raise BadInput(f"“{kind}” is not a kind of file: say output (to release) or supporting "
-                       "(for the checkers only).") from None
+        raise BadInput(M("“{kind}” is not a kind of file: say output (to release) or supporting (for the checkers "
+                         "only).", kind=kind)) from None
 
 
 def _decision(decision: str) -> Decision:
     try:
         return Decision(decision)
     except ValueError:
-        raise BadInput(f"“{decision}” is not a decision: approve, reject or changes_requested.") from None
+        raise BadInput(M("“{decision}” is not a decision: approve, reject or changes_requested.", decision=decision)) from None
 
 
 def _group_name(group: str) -> str:
     name = group.strip()
     if not name or len(name) > GROUP_NAME_MAX:
-        raise BadInput(f"Name the group of files (1 to {GROUP_NAME_MAX} characters), such as “Table 1”.")
+        raise BadInput(M("Name the group of files (1 to {limit} characters), such as “Table 1”.", limit=GROUP_NAME_MAX))
     return name
 
 

@@ -19,7 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from egress_review.text import Message
+
 CHUNK = 1024 * 1024
+LINK_REFUSED = ("“{path}” is a symbolic link; links are refused, even to the project folder. Copy the file "
+                "itself there.")
 
 
 class PathRefused(ValueError):
@@ -41,11 +45,12 @@ class Entry:
 
 def _components(relative: str) -> list[str]:
     if not relative or relative.startswith("/") or "\x00" in relative:
-        raise PathRefused(f"“{relative}” is not a path inside the project folder; name a file relative to "
-                          "/project, such as outputs/table.csv.")
+        raise PathRefused(Message.of("“{path}” is not a path inside the project folder; name a file relative to "
+                                     "/project, such as outputs/table.csv.", path=relative))
     parts = [part for part in relative.split("/") if part not in ("", ".")]
     if not parts or any(part == ".." for part in parts):
-        raise PathRefused(f"“{relative}” leaves the project folder (“..”); name a file inside /project.")
+        raise PathRefused(Message.of("“{path}” leaves the project folder (“..”); name a file inside /project.",
+                                     path=relative))
     return parts
 
 
@@ -53,12 +58,11 @@ def _open_dir(parent: int, name: str, shown: str) -> int:
     try:
         info = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
-        raise PathRefused(f"There is no folder “{shown}” in the project folder.") from None
+        raise PathRefused(Message.of("There is no folder “{path}” in the project folder.", path=shown)) from None
     if stat.S_ISLNK(info.st_mode):
-        raise PathRefused(f"“{shown}” is a symbolic link; links are refused, even to the project folder. "
-                          "Copy the file itself there.")
+        raise PathRefused(Message.of(LINK_REFUSED, path=shown))
     if not stat.S_ISDIR(info.st_mode):
-        raise PathRefused(f"“{shown}” is not a folder.")
+        raise PathRefused(Message.of("“{path}” is not a folder.", path=shown))
     return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
 
 
@@ -83,7 +87,7 @@ def open_workspace_file(root: Path, relative: str, max_bytes: int) -> Iterator[t
         try:
             info = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
         except FileNotFoundError:
-            raise PathRefused(f"There is no file “{relative}” in the project folder.") from None
+            raise PathRefused(Message.of("There is no file “{path}” in the project folder.", path=relative)) from None
         _refuse_unless_plain(info, relative, max_bytes)
         fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
         try:
@@ -96,18 +100,18 @@ def open_workspace_file(root: Path, relative: str, max_bytes: int) -> Iterator[t
 
 def _refuse_unless_plain(info: os.stat_result, relative: str, max_bytes: int) -> None:
     if stat.S_ISLNK(info.st_mode):
-        raise PathRefused(f"“{relative}” is a symbolic link; links are refused, even to the project folder. "
-                          "Copy the file itself there.")
+        raise PathRefused(Message.of(LINK_REFUSED, path=relative))
     if stat.S_ISDIR(info.st_mode):
-        raise PathRefused(f"“{relative}” is a folder; add the files in it one by one.")
+        raise PathRefused(Message.of("“{path}” is a folder; add the files in it one by one.", path=relative))
     if not stat.S_ISREG(info.st_mode):
-        raise PathRefused(f"“{relative}” is not a regular file (a device, pipe or socket); only files leave.")
+        raise PathRefused(Message.of("“{path}” is not a regular file (a device, pipe or socket); only files leave.",
+                                     path=relative))
     if info.st_nlink > 1:
-        raise PathRefused(f"“{relative}” is a hard link to another file (it could be a dataset's); "
-                          "save your result as a file of its own.")
+        raise PathRefused(Message.of("“{path}” is a hard link to another file (it could be a dataset's); save "
+                                     "your result as a file of its own.", path=relative))
     if info.st_size > max_bytes:
-        raise PathRefused(f"“{relative}” is {info.st_size} bytes, over the limit of {max_bytes} bytes per file; "
-                          "export a smaller summary.")
+        raise PathRefused(Message.of("“{path}” is {size} bytes, over the limit of {limit} bytes per file; export "
+                                     "a smaller summary.", path=relative, size=info.st_size, limit=max_bytes))
 
 
 def check_workspace_file(root: Path, relative: str, max_bytes: int) -> int:
@@ -154,7 +158,8 @@ class Store:
                     size += len(chunk)
                     if size > max_bytes:
                         temporary.unlink()
-                        raise PathRefused(f"“{relative}” grew over the limit of {max_bytes} bytes while it was read.")
+                        raise PathRefused(Message.of("“{path}” grew over the limit of {limit} bytes while it was "
+                                                     "read.", path=relative, limit=max_bytes))
                     digest.update(chunk)
                     target.write(chunk)
                     if self.slow_freeze:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 
 from egress_review.models import RequestState as S
+from egress_review.text import Message
 
 
 class Step(enum.StrEnum):
@@ -54,8 +55,8 @@ def allowed(state: S, step: Step) -> frozenset[S]:
 
 def require_transition(state: S, step: Step, to: S) -> None:
     if to not in allowed(state, step):
-        raise StateConflict(f"This request is {state.value}; it cannot be {step.value} now"
-                            + (f" (it would become {to.value})." if allowed(state, step) else "."))
+        raise StateConflict(Message.of("This request is {state}; the step “{step}” is not possible now.",
+                                       state=state.value, step=step.value))
 
 
 def state_after_reviews(complete_reviews: int, required: int) -> S:

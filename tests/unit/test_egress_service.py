@@ -350,3 +350,33 @@ def test_every_text_of_the_pages_has_its_french_translation():
                                                            (package / "app.py").read_text())}
     texts = {t.strip('"') for t in texts} | set(VOCABULARY)
     assert len(texts) > 80 and not texts - set(_messages("fr"))
+
+
+def test_every_refusal_has_its_french_translation():
+    import ast
+    from pathlib import Path
+
+    from datasets.i18n import _messages
+
+    templates = set()
+    for source in (Path(__file__).resolve().parents[2] / "egress_review").glob("*.py"):
+        tree = ast.parse(source.read_text())
+        constants = {n.targets[0].id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                     and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and (getattr(node.func, "id", "") == "M" or (
+                    getattr(node.func, "attr", "") == "of" and getattr(node.func.value, "id", "") == "Message")):
+                first = node.args[0]
+                templates.add(first.value if isinstance(first, ast.Constant) else constants[first.id])
+    assert len(templates) > 40 and not templates - set(_messages("fr"))
+
+
+def test_a_refusal_is_said_in_the_readers_language(service):
+    base, airlock = service
+    request = airlock.create("alice", "cardio-risk", "x")
+    reply = requests.post(base + f"api/requests/{request}/files", timeout=10, json={
+        "path": "/etc/passwd", "group": "G", "kind": "output"},
+        headers={"Authorization": "token alice", "Accept-Language": "fr"})
+    assert reply.status_code == 400
+    assert reply.json()["error"] == ("« /etc/passwd » n’est pas un chemin dans le dossier du projet ; nommez un "
+                                     "fichier relatif à /project, par exemple outputs/table.csv.")

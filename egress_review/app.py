@@ -333,7 +333,8 @@ class HomePage(Page):
 
     async def get(self) -> None:
         views = await self.act(self.site.airlock.list_requests)
-        mine = [v for v in views if v.project in await self.act(self.site.airlock.my_projects)]
+        projects = set(await self.act(self.site.airlock.my_projects))
+        mine = [v for v in views if v.project in projects]
         queue = await self.act(self.site.airlock.queue)
         self.show("home.html", requests=mine, queue=queue)
 

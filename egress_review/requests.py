@@ -573,10 +573,15 @@ class Airlock:
     # --- files: for review and after release ---------------------------------------------------------
 
     def frozen_file(self, username: str, request_id: int, file_id: int) -> tuple[str, Path]:
-        """A frozen file for reading on the review page: the request's viewers, once it is frozen."""
+        """A frozen file for reading: the project's members and its checkers (not admins: content is
+        for those who work on it), once it is frozen."""
         def read(session: Session) -> tuple[str, Path]:
             actor = self.actor(session, username)
-            record = _file(self._request(session, actor, request_id), file_id)
+            request = self._request(session, actor, request_id)
+            facts = _facts(request)
+            if permissions.refusal_to_download(actor, facts) and permissions.refusal_to_review(actor, facts, self.today()):
+                raise Forbidden(M("Only the project's members and its output checkers read the files of a request."))
+            record = _file(request, file_id)
             if record.sha256 is None:
                 raise NotFound(M("{name} is not frozen yet; it is read when the request is submitted.", name=record.name))
             return record.name, self.store.path_of(record.sha256)

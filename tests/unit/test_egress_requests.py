@@ -156,6 +156,10 @@ def test_submitted_files_are_frozen_and_the_released_one_is_the_reviewed_one(air
     (tmp_path / "workspaces/cardio-risk/shared/outputs/table.csv").write_text("region,readmissions\n11,3\n")
     name, frozen = airlock.frozen_file("carol", request, output_id(airlock, request))
     assert frozen.read_text() == TABLE
+    with pytest.raises(Forbidden):  # admins oversee requests, but the content is for those who work on it
+        airlock.frozen_file("admin", request, output_id(airlock, request))
+    with pytest.raises(NotFound):
+        airlock.frozen_file("bob", request, output_id(airlock, request))
     approve_by(airlock, request, "carol", "dave")
     airlock.release("carol", request)
     assert sha256_of(airlock.released_file("alice", request, "table.csv")) == reviewed

@@ -88,6 +88,8 @@ def catalogue(hub: Hub):
 
 def test_alice_creates_and_submits_a_request_over_the_pages(egress_hub, people):
     alice = people["alice"]
+    hub_home = soup(alice.get(f"{egress_hub.url}/hub/home"))
+    assert hub_home.find(id="egress-link")["href"] == "/services/egress/"
     home = page(egress_hub, alice)
     assert soup(home).find(id="no-requests") is not None
     new = page(egress_hub, alice, "new")

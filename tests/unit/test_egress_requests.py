@@ -203,6 +203,30 @@ def test_two_checkers_releasing_at_once_make_one_release(airlock, catalogue_url)
     assert actions(catalogue_url, request).count("egress.released") == 1
 
 
+def test_two_checkers_releasing_at_the_same_moment_make_one_release(airlock, catalogue_url):
+    import threading
+
+    request = submitted_request(airlock)
+    approve_by(airlock, request, "carol", "dave")
+    start, outcomes = threading.Barrier(2), {}
+
+    def release_as(checker):
+        start.wait()
+        try:
+            outcomes[checker] = airlock.release(checker, request)
+        except StateConflict as conflict:
+            outcomes[checker] = conflict
+
+    threads = [threading.Thread(target=release_as, args=(c,)) for c in ("carol", "dave")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(type(o).__name__ for o in outcomes.values()) == ["StateConflict", "list"]
+    assert actions(catalogue_url, request).count("egress.approved") == 1
+    assert actions(catalogue_url, request).count("egress.released") == 1
+
+
 def test_only_the_project_downloads_released_files(airlock, catalogue_url):
     request = submitted_request(airlock)
     approve_by(airlock, request, "carol", "dave")

@@ -69,10 +69,15 @@ c.JupyterHub.services = [
     {"name": "catalogue", "url": f"http://127.0.0.1:{settings.catalogue_port}",
      "command": [sys.executable, "-m", "datasets.service"], "oauth_no_confirm": True,
      "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
+    # The egress review (/services/egress/): export requests and their reviews; restarted by the
+    # hub if it dies.
+    {"name": "egress", "url": f"http://127.0.0.1:{settings.egress_port}",
+     "command": [sys.executable, "-m", "egress_review"], "oauth_no_confirm": True,
+     "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
 ]
 c.JupyterHub.load_roles = [
     # Every signed-in person may use the catalogue pages (the default user role is "self" only).
-    {"name": "user", "scopes": ["self", "access:services!service=catalogue"]},
+    {"name": "user", "scopes": ["self", "access:services!service=catalogue", "access:services!service=egress"]},
     {"name": "idle-culler", "services": ["idle-culler"],
      "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
     {"name": "reconciler", "services": ["reconciler"],

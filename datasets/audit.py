@@ -45,6 +45,19 @@ class AuditAction(enum.StrEnum):
     IMAGE_BUILD_FAILED = "image.build_failed"
     IMAGE_RETIRED = "image.retired"
     IMAGE_PINNED = "image.pinned"
+    EGRESS_REQUEST_CREATED = "egress.request.created"
+    EGRESS_FILE_ADDED = "egress.file.added"
+    EGRESS_FILE_REPLACED = "egress.file.replaced"
+    EGRESS_GROUP_CHANGED = "egress.group.changed"
+    EGRESS_COMMENTED = "egress.commented"
+    EGRESS_SUBMITTED = "egress.submitted"
+    EGRESS_REVIEWED = "egress.reviewed"
+    EGRESS_RETURNED = "egress.returned"
+    EGRESS_REJECTED = "egress.rejected"
+    EGRESS_APPROVED = "egress.approved"
+    EGRESS_RELEASED = "egress.released"
+    EGRESS_WITHDRAWN = "egress.withdrawn"
+    EGRESS_DOWNLOADED = "egress.downloaded"
 
 
 def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: str | None,

@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Date, DateTime, Enum, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SLUG = r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$"
@@ -76,6 +76,7 @@ class Dataset(Base):
 
 class Project(Base):
     __tablename__ = "projects"
+    __table_args__ = (CheckConstraint("egress_reviews_required >= 2", name="ck_projects_egress_two_reviews"),)
 
     slug: Mapped[str] = mapped_column(String(64), primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
@@ -101,6 +102,8 @@ class Project(Base):
     # The analysis image its workspaces run, pinned by digest; None means the platform default.
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", name="fk_projects_image_id_images"))
     image: Mapped[AnalysisImage | None] = relationship(back_populates="projects")
+    # Independent output-checker reviews an export request needs; never fewer than two.
+    egress_reviews_required: Mapped[int] = mapped_column(default=2, server_default="2")
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="project", cascade="all, delete-orphan"

@@ -36,6 +36,14 @@ class TRESettings(BaseSettings):
     hub_port: int = 8081
     proxy_api_port: int = 8001
     catalogue_port: int = Field(default=8082, description="Loopback port of the catalogue pages service.")
+    egress_port: int = Field(default=8083, description="Loopback port of the egress review service.")
+    egress_max_file_bytes: int = Field(default=200 * 1024**2, description="Largest file an export request may hold.")
+    egress_max_request_bytes: int = Field(default=1024**3, description="Largest total of one export request's files.")
+    # Test-only: seconds to pause while freezing each file, so a test can kill the service mid-submission.
+    egress_test_slow_freeze: float = 0.0
+    smtp_host: str | None = Field(default=None, description="Mail server for notifications; none, no email.")
+    smtp_port: int = 25
+    smtp_from: str | None = None
     singleuser_image: str = "tre/singleuser:latest"
     mem_limit: str = "2G"
     cpu_limit: float = 1.0
@@ -62,6 +70,11 @@ class TRESettings(BaseSettings):
     def workspaces_root(self) -> Path:
         """Project workspaces (/project) and per-user homes live below this folder."""
         return self.home / "workspaces"
+
+    @property
+    def egress_root(self) -> Path:
+        """The egress service's own store and releases; never mounted in any workspace."""
+        return self.home / "egress"
 
     @property
     def secrets_dir(self) -> Path:

@@ -62,11 +62,12 @@ class Hub:
         self.config = config
         self.instance = f"test-{secrets.token_hex(3)}"
         self.home = Path(tempfile.mkdtemp(prefix=f"tre-{self.instance}-"))
-        ports = {name: free_port() for name in ("public", "hub", "proxy_api", "catalogue")}
+        ports = {name: free_port() for name in ("public", "hub", "proxy_api", "catalogue", "egress")}
         self.env = dict(os.environ)
         self.env.update(
             TRE_HOME=str(self.home), TRE_INSTANCE=self.instance, TRE_PUBLIC_PORT=str(ports["public"]),
             TRE_HUB_PORT=str(ports["hub"]), TRE_PROXY_API_PORT=str(ports["proxy_api"]), TRE_CATALOGUE_PORT=str(ports["catalogue"]),
+            TRE_EGRESS_PORT=str(ports["egress"]),
             **(settings or {}),
         )
         self.url = f"http://127.0.0.1:{ports['public']}"

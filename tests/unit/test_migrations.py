@@ -5,6 +5,7 @@ from sqlalchemy import inspect
 
 from datasets.db import alembic_config, engine_for, upgrade
 from datasets.models import Base
+import egress_review.models  # noqa: F401  (its tables are on the same Base, created by 0004)
 
 
 def tables(url: str) -> set[str]:

@@ -1,0 +1,58 @@
+"""Run the egress review as the hub's managed service: ``python -m egress_review``.
+
+As the catalogue pages do, it takes its address, prefix and OAuth client from the hub's
+environment and its database and folders from the ``TRE_*`` settings; it stops when the hub that
+started it is gone. Before listening it sweeps store files that no row names (a crash mid-
+submission leaves such orphans) and finishes any release a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubOAuth
+from tornado.log import enable_pretty_logging
+
+from datasets.service.__main__ import listen
+from datasets.settings import TRESettings
+from egress_review import notify
+from egress_review.app import Site, make_app
+from egress_review.requests import Airlock, Limits
+from egress_review.store import Store
+
+log = logging.getLogger("tre.egress")
+
+
+def airlock_from(settings: TRESettings) -> Airlock:
+    return Airlock(settings.catalogue_url, workspaces_root=settings.workspaces_root,
+                   store=Store(settings.egress_root, slow_freeze=settings.egress_test_slow_freeze),
+                   secrets_dir=settings.secrets_dir,
+                   limits=Limits(settings.egress_max_file_bytes, settings.egress_max_request_bytes),
+                   notify=notify.from_settings(settings))
+
+
+async def serve() -> None:
+    enable_pretty_logging()
+    hub = os.getppid()
+    airlock = airlock_from(TRESettings())
+    swept = await asyncio.to_thread(airlock.sweep_store)
+    resumed = await asyncio.to_thread(airlock.resume_releases)
+    log.info("Egress store: %d orphan files swept, releases finished: %s", swept, resumed or "none")
+    site = Site(airlock, prefix=os.environ["JUPYTERHUB_SERVICE_PREFIX"], hub_prefix=HubOAuth.instance().hub_prefix)
+    address = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+    await listen(make_app(site), address.port, address.hostname)
+    log.info("Egress review at %s%s (pid %d)", os.environ["JUPYTERHUB_SERVICE_URL"], site.prefix, os.getpid())
+    while os.getppid() == hub:
+        await asyncio.sleep(1)
+    log.warning("The hub that started the egress review (process %s) is gone; stopping.", hub)
+
+
+def main() -> None:
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

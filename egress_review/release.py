@@ -1,0 +1,92 @@
+"""The release store: released files with a decision record signed by the service.
+
+The record (``decision.json``) says which request, which files with their sha256, the automatic
+check results, who reviewed and decided what, and when; ``decision.json.sig`` is its Ed25519
+signature by the service's key, created once in the secrets folder with its public half beside it.
+``verify_release`` proves a release folder is what the service wrote: signature and every digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from egress_review.store import sha256_of
+
+KEY_NAME = "egress_release_ed25519"
+RECORD = "decision.json"
+SIGNATURE = "decision.json.sig"
+
+
+def signing_key(secrets_dir: Path) -> Ed25519PrivateKey:
+    """The service's release key, created on first use (private 0600, public key beside it)."""
+    private_path, public_path = secrets_dir / KEY_NAME, secrets_dir / f"{KEY_NAME}.pub"
+    if not private_path.exists():
+        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(pem)
+        public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    return serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+
+
+def public_key(secrets_dir: Path) -> Ed25519PublicKey:
+    return serialization.load_pem_public_key((secrets_dir / f"{KEY_NAME}.pub").read_bytes())
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def write_release(folder: Path, files: dict[str, Path], record: dict[str, Any], key: Ed25519PrivateKey) -> None:
+    """Copy ``files`` (release name → frozen path) and the signed record into ``folder``, atomically."""
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True, mode=0o700)
+    for name, source in files.items():
+        shutil.copyfile(source, staging / name)
+    body = canonical(record)
+    (staging / RECORD).write_bytes(body)
+    (staging / SIGNATURE).write_text(base64.b64encode(key.sign(body)).decode() + "\n")
+    shutil.rmtree(folder, ignore_errors=True)  # a release interrupted after its rename is redone whole
+    os.replace(staging, folder)
+
+
+@dataclass(frozen=True)
+class ReleaseCheck:
+    ok: bool
+    problem: str | None = None
+
+
+def verify_release(folder: Path, key: Ed25519PublicKey) -> ReleaseCheck:
+    """Whether the record is signed by the service and every released file has its recorded sha256."""
+    try:
+        body = (folder / RECORD).read_bytes()
+        key.verify(base64.b64decode((folder / SIGNATURE).read_text()), body)
+    except FileNotFoundError as missing:
+        return ReleaseCheck(False, f"{missing.filename} is missing")
+    except (InvalidSignature, ValueError):
+        return ReleaseCheck(False, "the decision record's signature does not match: it was changed")
+    record = json.loads(body)
+    listed = {entry["name"] for entry in record["files"]}
+    present = {p.name for p in folder.iterdir()} - {RECORD, SIGNATURE}
+    if present != listed:
+        return ReleaseCheck(False, f"files not in the record: {sorted(present - listed)}; "
+                                   f"missing: {sorted(listed - present)}")
+    for entry in record["files"]:
+        if sha256_of(folder / entry["name"]) != entry["sha256"]:
+            return ReleaseCheck(False, f"{entry['name']} differs from the file that was reviewed")
+    return ReleaseCheck(True)

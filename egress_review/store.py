@@ -1,0 +1,198 @@
+"""Files in and out of the airlock: reading a project's workspace safely, freezing into the store.
+
+A path a researcher names is opened relative to the workspace's directory descriptor, one
+component at a time with ``O_NOFOLLOW``, so no symlink (even one pointing inside), ``..`` or
+absolute path leads anywhere; only a regular file with one link (a hard link could be a dataset
+file) within the size limit is accepted. Freezing copies the open file into the content-addressed
+store (``store/<sha256>``) through a temp file that is fsynced and renamed: a crash leaves either
+nothing or a complete file, and an orphan (a file no row names) is harmless and swept at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from egress_review.text import Message
+
+CHUNK = 1024 * 1024
+LINK_REFUSED = ("“{path}” is a symbolic link; links are refused, even to the project folder. Copy the file "
+                "itself there.")
+
+
+class PathRefused(ValueError):
+    """A path that is not a plain file of the workspace; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Frozen:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_dir: bool
+    size: int
+
+
+def _components(relative: str) -> list[str]:
+    if not relative or relative.startswith("/") or "\x00" in relative:
+        raise PathRefused(Message.of("“{path}” is not a path inside the project folder; name a file relative to "
+                                     "/project, such as outputs/table.csv.", path=relative))
+    parts = [part for part in relative.split("/") if part not in ("", ".")]
+    if not parts or any(part == ".." for part in parts):
+        raise PathRefused(Message.of("“{path}” leaves the project folder (“..”); name a file inside /project.",
+                                     path=relative))
+    return parts
+
+
+def _open_dir(parent: int, name: str, shown: str) -> int:
+    try:
+        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        raise PathRefused(Message.of("There is no folder “{path}” in the project folder.", path=shown)) from None
+    if stat.S_ISLNK(info.st_mode):
+        raise PathRefused(Message.of(LINK_REFUSED, path=shown))
+    if not stat.S_ISDIR(info.st_mode):
+        raise PathRefused(Message.of("“{path}” is not a folder.", path=shown))
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+
+
+@contextmanager
+def _walk(root: Path, parts: list[str]) -> Iterator[int]:
+    """A descriptor of the folder ``parts`` inside ``root``, reached without following any link."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        for depth, part in enumerate(parts):
+            fds.append(_open_dir(fds[-1], part, "/".join(parts[:depth + 1])))
+        yield fds[-1]
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+
+
+@contextmanager
+def open_workspace_file(root: Path, relative: str, max_bytes: int) -> Iterator[tuple[int, int]]:
+    """An open descriptor and size of the regular file ``relative`` in the workspace ``root``."""
+    parts = _components(relative)
+    with _walk(root, parts[:-1]) as folder:
+        try:
+            info = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            raise PathRefused(Message.of("There is no file “{path}” in the project folder.", path=relative)) from None
+        _refuse_unless_plain(info, relative, max_bytes)
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+        try:
+            info = os.fstat(fd)  # what was opened, should the name have changed since
+            _refuse_unless_plain(info, relative, max_bytes)
+            yield fd, info.st_size
+        finally:
+            os.close(fd)
+
+
+def _refuse_unless_plain(info: os.stat_result, relative: str, max_bytes: int) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise PathRefused(Message.of(LINK_REFUSED, path=relative))
+    if stat.S_ISDIR(info.st_mode):
+        raise PathRefused(Message.of("“{path}” is a folder; add the files in it one by one.", path=relative))
+    if not stat.S_ISREG(info.st_mode):
+        raise PathRefused(Message.of("“{path}” is not a regular file (a device, pipe or socket); only files leave.",
+                                     path=relative))
+    if info.st_nlink > 1:
+        raise PathRefused(Message.of("“{path}” is a hard link to another file (it could be a dataset's); save "
+                                     "your result as a file of its own.", path=relative))
+    if info.st_size > max_bytes:
+        raise PathRefused(Message.of("“{path}” is {size} bytes, over the limit of {limit} bytes per file; export "
+                                     "a smaller summary.", path=relative, size=info.st_size, limit=max_bytes))
+
+
+def check_workspace_file(root: Path, relative: str, max_bytes: int) -> int:
+    """The size of an acceptable file, or the refusal; nothing is read."""
+    with open_workspace_file(root, relative, max_bytes) as (_, size):
+        return size
+
+
+def list_folder(root: Path, relative: str) -> list[Entry]:
+    """The plain files and folders of a workspace folder, for the browser; links are not shown."""
+    parts = [] if relative in ("", ".", "/") else _components(relative)
+    entries = []
+    with _walk(root, parts) as folder:
+        for name in sorted(os.listdir(folder)):
+            info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+                entries.append(Entry(name, stat.S_ISDIR(info.st_mode), info.st_size))
+    return entries
+
+
+class Store:
+    """The service's own files: frozen content by digest, and released requests."""
+
+    def __init__(self, root: Path, *, slow_freeze: float = 0.0) -> None:
+        self.root = root
+        self.objects = root / "store"
+        self.releases = root / "releases"
+        self.slow_freeze = slow_freeze
+        for folder in (self.objects, self.releases):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def path_of(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256: {sha256!r}")
+        return self.objects / sha256
+
+    def freeze(self, workspace: Path, relative: str, max_bytes: int) -> Frozen:
+        """Copy a workspace file into the store, hashing as it goes; durable before it is named."""
+        with open_workspace_file(workspace, relative, max_bytes) as (source, _):
+            digest, size = hashlib.sha256(), 0
+            temporary = self.objects / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
+            with open(temporary, "wb") as target:
+                while chunk := os.read(source, CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        temporary.unlink()
+                        raise PathRefused(Message.of("“{path}” grew over the limit of {limit} bytes while it was "
+                                                     "read.", path=relative, limit=max_bytes))
+                    digest.update(chunk)
+                    target.write(chunk)
+                    if self.slow_freeze:
+                        time.sleep(self.slow_freeze)
+                target.flush()
+                os.fsync(target.fileno())
+        frozen = Frozen(digest.hexdigest(), size)
+        os.chmod(temporary, 0o400)
+        os.replace(temporary, self.path_of(frozen.sha256))
+        _fsync_dir(self.objects)
+        return frozen
+
+    def sweep(self, referenced: set[str]) -> int:
+        """Remove temp files and objects no row names (left by a crash); returns how many."""
+        removed = 0
+        for entry in self.objects.iterdir():
+            if entry.name.startswith(".tmp-") or entry.name not in referenced:
+                entry.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

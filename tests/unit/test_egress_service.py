@@ -1,0 +1,382 @@
+"""The egress service over HTTP, in-process, on a real TRE database (SQLite and PostgreSQL): the
+authorisation matrix of every API endpoint for every role, XSRF, escaping, sandboxed views, CSV
+neutralisation, downloads and the OpenAPI document. The one fake is the hub's user lookup."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import socket
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+
+import nbformat
+import pytest
+import requests
+from bs4 import BeautifulSoup
+
+from datasets import audit
+from datasets.db import session_scope
+from datasets.models import AuditHead, Membership, MemberRole, Person
+from egress_review.app import API_ROUTES, Base, Site, make_app, openapi_path
+from tests.unit.egress_fixtures import make_airlock, submitted_request
+
+PREFIX = "/services/egress/"
+ROLES = {  # role → (username, how they authenticate)
+    "author": ("alice", "token"), "other member": ("fred", "token"), "other project": ("bob", "token"),
+    "checker member": ("erin", "token"), "checker": ("carol", "token"), "admin": ("admin", "token"),
+    "anonymous": (None, None),
+}
+
+
+async def hub_lookup_double(self: Base) -> None:
+    """Stands in for the hub's answer: ``Authorization: token NAME`` is a valid token of NAME, and a
+    ``test-user`` cookie a signed-in browser session of that name. Everything after it is real."""
+    scheme, _, name = self.request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "token" and name:
+        self._token_authenticated = True
+        self._hub_auth_user_cache = {"name": name, "kind": "user"}
+    elif cookie := self.get_cookie("test-user"):
+        self._hub_auth_user_cache = {"name": cookie, "kind": "user"}
+    else:
+        self._hub_auth_user_cache = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def service(catalogue_url, tmp_path, monkeypatch) -> Iterator[tuple[str, object]]:
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "test-only")
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:9/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", PREFIX)
+    monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-egress")
+    monkeypatch.setenv("JUPYTERHUB_OAUTH_CALLBACK_URL", PREFIX + "oauth_callback")
+    monkeypatch.setattr(Base, "ask_hub", hub_lookup_double)
+    with session_scope(catalogue_url) as session:  # a member of cardio-risk who is no checker
+        session.add(Person(username="fred", display_name="Fred Petit"))
+        session.add(Membership(project_slug="cardio-risk", username="fred", role=MemberRole.RESEARCHER))
+    airlock = make_airlock(catalogue_url, tmp_path)
+    app = make_app(Site(airlock, prefix=PREFIX, hub_prefix="/hub/"))
+    port, loop, started = free_port(), asyncio.new_event_loop(), threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        server = app.listen(port, "127.0.0.1")
+        loop.call_soon(started.set)
+        loop.run_forever()
+        server.stop()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}{PREFIX}", airlock
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def call(base: str, role: str, method: str, path: str, body: dict | None = None) -> requests.Response:
+    username, _ = ROLES[role]
+    headers = {"Authorization": f"token {username}"} if username else {}
+    return requests.request(method, base + path, json=body, headers=headers, allow_redirects=False, timeout=30)
+
+
+def head(url: str) -> int:
+    with session_scope(url) as session:
+        return session.get(AuditHead, 1).seq
+
+
+def draft_with_file(airlock) -> int:
+    request = airlock.create("alice", "cardio-risk", "Draft")
+    airlock.add_file("alice", request, "outputs/table.csv", "Table 1", "output", context="c", controls="k")
+    return request
+
+
+def reviewed(airlock) -> int:
+    request = submitted_request(airlock)
+    table = next(f.id for f in airlock.get("alice", request).files if f.kind == "output")
+    for checker in ("carol", "dave"):
+        airlock.review(checker, request, {table: "approve"})
+    return request
+
+
+def released(airlock) -> int:
+    request = reviewed(airlock)
+    airlock.release("dave", request)
+    return request
+
+
+def table_of(airlock, request: int) -> int:
+    return next(f.id for f in airlock.get("alice", request).files if f.kind == "output")
+
+
+# endpoint → (method, path for a request id, body, how to prepare the request, expected status per role)
+MATRIX: dict[str, tuple[str, Callable[[int], str], Callable | None, Callable | None, dict[str, int]]] = {
+    "list": ("GET", lambda r: "api/requests", None, None,
+             {"author": 200, "other member": 200, "other project": 200, "checker member": 200, "checker": 200,
+              "admin": 200, "anonymous": 403}),
+    "create": ("POST", lambda r: "api/requests", lambda a, r: {"project": "cardio-risk", "title": "T"}, None,
+               {"author": 201, "other member": 201, "other project": 403, "checker member": 201, "checker": 403,
+                "admin": 403, "anonymous": 403}),
+    "read": ("GET", lambda r: f"api/requests/{r}", None, submitted_request,
+             {"author": 200, "other member": 200, "other project": 404, "checker member": 200, "checker": 200,
+              "admin": 200, "anonymous": 403}),
+    "read draft": ("GET", lambda r: f"api/requests/{r}", None, draft_with_file,
+                   {"author": 200, "other member": 200, "other project": 404, "checker member": 200,
+                    "checker": 404, "admin": 200, "anonymous": 403}),
+    "add file": ("POST", lambda r: f"api/requests/{r}/files",
+                 lambda a, r: {"path": "outputs/code.py", "group": "Code", "kind": "supporting"}, draft_with_file,
+                 {"author": 201, "other member": 403, "other project": 404, "checker member": 403, "checker": 404,
+                  "admin": 403, "anonymous": 403}),
+    "submit": ("POST", lambda r: f"api/requests/{r}/submit", None, draft_with_file,
+               {"author": 200, "other member": 403, "other project": 404, "checker member": 403, "checker": 404,
+                "admin": 403, "anonymous": 403}),
+    "review": ("POST", lambda r: f"api/requests/{r}/reviews",
+               lambda a, r: {"decisions": {str(table_of(a, r)): "approve"}}, submitted_request,
+               {"author": 403, "other member": 403, "other project": 404, "checker member": 403, "checker": 200,
+                "admin": 403, "anonymous": 403}),
+    "comment": ("POST", lambda r: f"api/requests/{r}/comments", lambda a, r: {"text": "A note."}, submitted_request,
+                {"author": 201, "other member": 403, "other project": 404, "checker member": 403, "checker": 201,
+                 "admin": 403, "anonymous": 403}),
+    "return": ("POST", lambda r: f"api/requests/{r}/return", lambda a, r: {"comment": "Round."}, reviewed,
+               {"author": 403, "other member": 403, "other project": 404, "checker member": 403, "checker": 200,
+                "admin": 403, "anonymous": 403}),
+    "reject": ("POST", lambda r: f"api/requests/{r}/reject", None, reviewed,
+               {"author": 403, "other member": 403, "other project": 404, "checker member": 403, "checker": 200,
+                "admin": 403, "anonymous": 403}),
+    "release": ("POST", lambda r: f"api/requests/{r}/release", None, reviewed,
+                {"author": 403, "other member": 403, "other project": 404, "checker member": 403, "checker": 200,
+                 "admin": 403, "anonymous": 403}),
+    "withdraw": ("POST", lambda r: f"api/requests/{r}/withdraw", None, submitted_request,
+                 {"author": 200, "other member": 403, "other project": 404, "checker member": 403, "checker": 403,
+                  "admin": 403, "anonymous": 403}),
+    "download": ("GET", lambda r: f"api/requests/{r}/released/table.csv", None, released,
+                 {"author": 200, "other member": 200, "other project": 404, "checker member": 200, "checker": 403,
+                  "admin": 403, "anonymous": 403}),
+}
+
+
+def test_the_matrix_covers_every_api_route():
+    covered = {openapi_path(r) for r in API_ROUTES} - {"/api/openapi.json"}
+    assert {"/" + MATRIX[e][1](0).replace("/0", "/{id}").replace("table.csv", "{filename}") for e in MATRIX} == covered
+
+
+@pytest.mark.parametrize("endpoint", list(MATRIX))
+def test_authorisation_matrix(service, catalogue_url, endpoint):
+    base, airlock = service
+    method, path, body, prepare, expected = MATRIX[endpoint]
+    seen = {}
+    for role in ROLES:
+        request = prepare(airlock) if prepare else 0
+        before = head(catalogue_url)
+        response = call(base, role, method, path(request), body(airlock, request) if body else None)
+        seen[role] = response.status_code
+        if response.status_code >= 400:
+            assert response.headers["Content-Type"].startswith("application/json")
+            assert response.json()["error"], (role, response.text)  # says what to do
+            assert head(catalogue_url) == before, f"{role}: a refused act left an audit row"
+    assert seen == expected
+
+
+def test_api_errors_say_what_to_do_with_the_right_status(service):
+    base, airlock = service
+    request = submitted_request(airlock)
+    conflict = call(base, "author", "POST", f"api/requests/{request}/submit")
+    assert conflict.status_code == 409 and "submitted" in conflict.json()["error"]
+    bad = call(base, "author", "POST", "api/requests", {"project": "cardio-risk"})
+    assert bad.status_code == 400 and "title" in bad.json()["error"]
+    attack = call(base, "author", "POST", f"api/requests/{airlock.create('alice', 'cardio-risk', 'x')}/files",
+                  {"path": "../../diabetes-outcomes/shared/x.csv", "group": "G", "kind": "output"})
+    assert attack.status_code == 400 and "leaves the project folder" in attack.json()["error"]
+    assert call(base, "author", "GET", "api/nothing").status_code == 404
+
+
+def test_the_openapi_document_lists_every_route_and_no_other(service):
+    base, _ = service
+    document = requests.get(base + "api/openapi.json", timeout=10).json()
+    assert document["openapi"].startswith("3.1")
+    assert set(document["paths"]) == {openapi_path(route) for route in API_ROUTES}
+
+
+def browser(base: str, username: str) -> requests.Session:
+    session = requests.Session()
+    session.cookies.set("test-user", username, domain="127.0.0.1", path="/")
+    return session
+
+
+def xsrf_of(page: requests.Response) -> str:
+    return BeautifulSoup(page.text, "html.parser").find("input", attrs={"name": "_xsrf"})["value"]
+
+
+def test_forms_need_their_xsrf_token_and_an_api_call_by_cookie_too(service, catalogue_url):
+    base, airlock = service
+    alice = browser(base, "alice")
+    before = head(catalogue_url)
+    forged = alice.post(base + "new", data={"project": "cardio-risk", "title": "Forged"}, allow_redirects=False)
+    assert forged.status_code == 403 and head(catalogue_url) == before
+    forged_api = alice.post(base + "api/requests", json={"project": "cardio-risk", "title": "Forged"})
+    assert forged_api.status_code == 403 and head(catalogue_url) == before
+    page = alice.get(base + "new")
+    created = alice.post(base + "new", data={"project": "cardio-risk", "title": "Real", "_xsrf": xsrf_of(page)},
+                         allow_redirects=False)
+    assert created.status_code == 303 and head(catalogue_url) == before + 1
+
+
+def test_a_request_through_the_pages_from_draft_to_download(service):
+    base, airlock = service
+    alice, carol, dave = (browser(base, name) for name in ("alice", "carol", "dave"))
+    page = alice.get(base + "new")
+    assert [o["value"] for o in BeautifulSoup(page.text, "html.parser").select("#project option")] == ["cardio-risk"]
+    created = alice.post(base + "new", data={"project": "cardio-risk", "title": "Readmissions",
+                                             "_xsrf": xsrf_of(page)})
+    request_page = BeautifulSoup(created.text, "html.parser")
+    rid = int(created.url.rstrip("/").rsplit("/", 1)[1])
+    outputs = alice.get(base + f"requests/{rid}", params={"folder": "outputs"})
+    assert "outputs/table.csv" in [e["data-path"] for e in BeautifulSoup(outputs.text, "html.parser")
+                                  .select(".workspace-entry")]
+    alice.post(base + f"requests/{rid}/files", data={
+        "path": "outputs/table.csv", "group": "Table 1", "kind": "output", "context": "Readmissions by region",
+        "controls": "Counts under 10 suppressed", "_xsrf": xsrf_of(outputs)})
+    page = alice.get(base + f"requests/{rid}")
+    alice.post(base + f"requests/{rid}/submit", data={"_xsrf": xsrf_of(page)})
+    assert airlock.get("alice", rid).state == "submitted"
+    assert request_page.find(id="request-state") is not None
+    for checker in (carol, dave):
+        queue = BeautifulSoup(checker.get(base + "queue").text, "html.parser")
+        assert queue.find(id=f"queue-{rid}") is not None
+        review = checker.get(base + f"reviews/{rid}")
+        soup = BeautifulSoup(review.text, "html.parser")
+        assert soup.find(id=f"table-{table_of(airlock, rid)}").find_all("td")[0].get_text() == "region"
+        assert soup.find(class_="no-checks").get_text() == "No automatic check has run on this file yet."
+        checker.post(base + f"requests/{rid}/reviews", data={
+            f"decision-{table_of(airlock, rid)}": "approve", "comment": "", "_xsrf": xsrf_of(review)})
+    review = carol.get(base + f"reviews/{rid}")
+    carol.post(base + f"requests/{rid}/release", data={"_xsrf": xsrf_of(review)})
+    page = BeautifulSoup(alice.get(base + f"requests/{rid}").text, "html.parser")
+    assert page.find(id="request-state")["data-state"] == "released"
+    reviewed_sha = page.find(id=f"file-{table_of(airlock, rid)}")["data-sha256"]
+    download = alice.get(base + f"requests/{rid}/released/table.csv")
+    assert download.headers["Content-Disposition"].startswith("attachment")
+    assert hashlib.sha256(download.content).hexdigest() == reviewed_sha
+    archive = zipfile.ZipFile(io.BytesIO(alice.get(base + f"requests/{rid}/released.zip").content))
+    assert sorted(archive.namelist()) == ["decision.json", "decision.json.sig", "table.csv"]
+    assert carol.get(base + f"requests/{rid}/released/table.csv").status_code == 403
+    assert carol.get(base + f"requests/{rid}/released.zip").status_code == 403
+
+
+def test_names_and_contents_are_escaped_and_csv_downloads_neutralised(service, tmp_path):
+    base, airlock = service
+    outputs = tmp_path / "workspaces/cardio-risk/shared/outputs"
+    (outputs / "<img src=x onerror=alert(1)>.csv").write_text(
+        'name,value\n<script>alert(1)</script>,=HYPERLINK("http://x")\n@SUM(A1),+1\n-2,ok\n')
+    request = airlock.create("alice", "cardio-risk", "<b>bold</b>")
+    airlock.add_file("alice", request, "outputs/<img src=x onerror=alert(1)>.csv", "G", "output",
+                     context="c", controls="k")
+    airlock.submit("alice", request)
+    carol = browser(base, "carol")
+    page = carol.get(base + f"reviews/{request}")
+    assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;" in page.text
+    assert "<img src=x" not in page.text and "<b>bold</b>" not in page.text
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src" not in page.headers["Content-Security-Policy"]
+    download = carol.get(base + f"requests/{request}/files/{table_of(airlock, request)}/download")
+    assert download.headers["Content-Disposition"].startswith("attachment")
+    assert download.headers["X-Content-Type-Options"] == "nosniff"
+    assert download.text.splitlines() == [
+        "name,value", "<script>alert(1)</script>,\"'=HYPERLINK(\"\"http://x\"\")\"", "'@SUM(A1),'+1", "'-2,ok"]
+
+
+def test_notebooks_are_rendered_sanitised_in_a_sandbox(service, tmp_path):
+    base, airlock = service
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Result\n<script>alert('md')</script>"),
+        nbformat.v4.new_code_cell("1 + 1", outputs=[nbformat.v4.new_output(
+            "display_data", data={"text/html": "<b>2</b><script>alert('out')</script>"})]),
+    ])
+    nbformat.write(notebook, tmp_path / "workspaces/cardio-risk/shared/outputs/analysis.ipynb")
+    request = airlock.create("alice", "cardio-risk", "Notebook")
+    airlock.add_file("alice", request, "outputs/analysis.ipynb", "G", "output", context="c", controls="k")
+    airlock.submit("alice", request)
+    carol = browser(base, "carol")
+    file_id = table_of(airlock, request)
+    frame = BeautifulSoup(carol.get(base + f"reviews/{request}").text, "html.parser").find(id=f"notebook-{file_id}")
+    assert frame.has_attr("sandbox") and not frame["sandbox"]  # present and empty: every restriction
+    view = carol.get(base + f"requests/{request}/files/{file_id}/view")
+    assert view.headers["Content-Security-Policy"].startswith("sandbox")
+    assert view.headers["X-Content-Type-Options"] == "nosniff"
+    rendered = BeautifulSoup(view.text, "html.parser")
+    assert "Result" in rendered.get_text()
+    # The notebook's own scripts are shown as text, never as script elements (and the frame runs none).
+    assert not [s for s in rendered.find_all("script") if "alert(" in s.get_text()]
+    assert "&lt;script&gt;alert('out')" in view.text
+    assert carol.get(base + f"requests/{request}/files/{file_id}/view").status_code == 200
+    assert browser(base, "bob").get(base + f"requests/{request}/files/{file_id}/view").status_code == 404
+
+
+def test_pages_speak_french_and_show_what_waits(service):
+    base, airlock = service
+    submitted_request(airlock)
+    carol = browser(base, "carol")
+    page = BeautifulSoup(carol.get(base, headers={"Accept-Language": "fr-FR,fr;q=0.9"}).text, "html.parser")
+    assert page.find(id="waiting-count").get_text() == "1 en attente de vous"
+    assert page.find(id="nav-queue").get_text() == "Demandes à examiner"
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(service):
+    base, _ = service
+    response = requests.get(base, allow_redirects=False, timeout=10)
+    assert response.status_code == 302 and "/hub/api/oauth2/authorize" in response.headers["Location"]
+
+
+def test_every_text_of_the_pages_has_its_french_translation():
+    import re
+    from pathlib import Path
+
+    from datasets.i18n import _messages
+    from egress_review.app import VOCABULARY
+
+    package = Path(__file__).resolve().parents[2] / "egress_review"
+    texts = {m for t in (package / "templates").glob("*.html")
+             for m in re.findall(r'_\("((?:[^"\\]|\\.)+)"', t.read_text())}
+    texts |= {re.sub(r'"\s+"', "", m) for m in re.findall(r'self\.text\(\s*((?:"(?:[^"\\]|\\.)*"\s*)+)',
+                                                           (package / "app.py").read_text())}
+    texts = {t.strip('"') for t in texts} | set(VOCABULARY)
+    assert len(texts) > 80 and not texts - set(_messages("fr"))
+
+
+def test_every_refusal_has_its_french_translation():
+    import ast
+    from pathlib import Path
+
+    from datasets.i18n import _messages
+
+    templates = set()
+    for source in (Path(__file__).resolve().parents[2] / "egress_review").glob("*.py"):
+        tree = ast.parse(source.read_text())
+        constants = {n.targets[0].id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                     and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and (getattr(node.func, "id", "") == "M" or (
+                    getattr(node.func, "attr", "") == "of" and getattr(node.func.value, "id", "") == "Message")):
+                first = node.args[0]
+                templates.add(first.value if isinstance(first, ast.Constant) else constants[first.id])
+    assert len(templates) > 40 and not templates - set(_messages("fr"))
+
+
+def test_a_refusal_is_said_in_the_readers_language(service):
+    base, airlock = service
+    request = airlock.create("alice", "cardio-risk", "x")
+    reply = requests.post(base + f"api/requests/{request}/files", timeout=10, json={
+        "path": "/etc/passwd", "group": "G", "kind": "output"},
+        headers={"Authorization": "token alice", "Accept-Language": "fr"})
+    assert reply.status_code == 400
+    assert reply.json()["error"] == ("« /etc/passwd » n’est pas un chemin dans le dossier du projet ; nommez un "
+                                     "fichier relatif à /project, par exemple outputs/table.csv.")

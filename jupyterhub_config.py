@@ -58,10 +58,13 @@ c.Spawner.start_timeout = 180
 
 # --- services: idle culler, catalogue reconciler ---------------------------------------------------
 c.JupyterHub.services = [
-    {"name": "idle-culler", "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+    # hub_child ends these two when the hub that started them is gone (after a crash, say)
+    {"name": "idle-culler", "command": [sys.executable, "-m", "spawner.hub_child", "--",
+                                        sys.executable, "-m", "jupyterhub_idle_culler",
                                         f"--timeout={settings.idle_timeout}",
                                         f"--cull-every={max(10, min(300, settings.idle_timeout // 4))}"]},
-    {"name": "reconciler", "command": [sys.executable, "-m", "spawner.reconciler",
+    {"name": "reconciler", "command": [sys.executable, "-m", "spawner.hub_child", "--",
+                                       sys.executable, "-m", "spawner.reconciler",
                                        f"--interval={settings.reconcile_interval}"],
      "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
     # The catalogue pages for people (/services/catalogue/); part of the platform, so signing in to

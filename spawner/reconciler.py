@@ -99,20 +99,15 @@ def reconcile_once(hub: Hub, client: docker.DockerClient, settings: TRESettings)
                for c in client.containers.list(filters={"label": labels})}
     for user, project in sorted(hub.running_servers()):
         try:
-            with session_scope(settings.catalogue_url) as session:
-                allowed = {d.slug for d in workspace_access(session, user, project, today).datasets}
-        except AccessRefused as refusal:
-            reason = refusal.reason.value
-        else:
-            # a grant that ended while the workspace ran: stop it; the next start mounts the rest
-            ended = mounted.get((user, project), set()) - allowed
-            if not ended:
+            reason = _why_stop(settings, user, project, mounted.get((user, project), set()), today)
+            if reason is None:
                 continue
-            reason = f"grant_ended:{','.join(sorted(ended))}"
-        log.warning("Stopping %s/%s: %s", user, project, reason)
-        hub.stop(user, project)
-        _audit(settings, user, project, "revoked", reason)
-        stopped.append((user, project, reason))
+            log.warning("Stopping %s/%s: %s", user, project, reason)
+            hub.stop(user, project)
+            _audit(settings, user, project, "revoked", reason)
+            stopped.append((user, project, reason))
+        except Exception:  # one server the hub cannot stop yet must not hold back the others
+            log.exception("Could not reconcile %s/%s; trying again at the next pass", user, project)
     # Only now list containers: one created after the list of servers was taken is not an orphan.
     running = hub.running_servers()
     for container in client.containers.list(all=True, filters={"label": labels}):
@@ -123,6 +118,18 @@ def reconcile_once(hub: Hub, client: docker.DockerClient, settings: TRESettings)
             _audit(settings, user or "?", project, "orphan", "not known to the hub", container=container.short_id)
             stopped.append((user, project, "orphan"))
     return stopped
+
+
+def _why_stop(settings: TRESettings, user: str, project: str, mounted: set[str], today: dt.date) -> str | None:
+    """Why the catalogue no longer allows this running workspace, or None if it does."""
+    try:
+        with session_scope(settings.catalogue_url) as session:
+            allowed = {d.slug for d in workspace_access(session, user, project, today).datasets}
+    except AccessRefused as refusal:
+        return refusal.reason.value
+    # a grant that ended while the workspace ran: stop it; the next start mounts the rest
+    ended = mounted - allowed
+    return f"grant_ended:{','.join(sorted(ended))}" if ended else None
 
 
 CHECKERS_GROUP = "output-checkers"
@@ -168,6 +175,8 @@ def main() -> None:
             sync_groups(hub, settings)
         except (requests.RequestException, docker.errors.DockerException) as exc:
             log.error("pass failed, trying again in %ss: %s", args.interval, exc)
+        except Exception:  # the database restarting, say: the next pass may succeed
+            log.exception("pass failed, trying again in %ss", args.interval)
         time.sleep(args.interval)
 
 

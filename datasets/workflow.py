@@ -22,7 +22,7 @@ from datasets.models import SLUG, Dataset, Grant, Membership, MemberRole, Person
 
 S = ProjectStatus
 PROJECT_TRANSITIONS: dict[ProjectStatus, frozenset[ProjectStatus]] = {
-    S.REQUESTED: frozenset({S.ACTIVE, S.CLOSED}),  # approved (grants recorded) or refused
+    S.REQUESTED: frozenset({S.ACTIVE, S.CLOSED}),  # only by approve (grants recorded) or refuse
     S.APPROVED: frozenset({S.ACTIVE, S.SUSPENDED, S.CLOSED}),
     S.ACTIVE: frozenset({S.SUSPENDED, S.CLOSED}),
     S.SUSPENDED: frozenset({S.ACTIVE, S.CLOSED}),
@@ -147,12 +147,19 @@ def approve(session: Session, steward: str, slug: str, *, approval_reference: st
     """The steward approves: the requested datasets are granted for the period, members can start."""
     require_steward(session, steward)
     project = _project(session, slug)
+    if project.status is not S.REQUESTED:
+        raise WorkflowError(f"Project {slug} is {project.status.value}: it was decided already; "
+                            "grant datasets to it with “projects grant” instead.")
+    if steward == project.applicant or any(m.username == steward for m in project.memberships):
+        raise PermissionDenied(f"{steward} is part of project {slug}, so another data steward must decide "
+                               "on it: no one approves their own application.")
     if not approval_reference.strip():
         raise WorkflowError("An approval cites its reference (an ethics committee decision, say).")
     if ends_on < starts_on:
         raise WorkflowError(f"The grants would end ({ends_on}) before they start ({starts_on}).")
+    # the project's period is the one approved, which may be shorter than the one asked for
     _move(session, project, S.ACTIVE, approval_reference=approval_reference, decided_by=steward,
-          starts_on=project.starts_on or starts_on, ends_on=project.ends_on or ends_on)
+          starts_on=starts_on, ends_on=ends_on)
     for dataset in project.requested_datasets:
         add_grant(session, steward, slug, dataset, starts_on=starts_on, ends_on=ends_on,
                   approval_reference=approval_reference, audited=False)
@@ -178,6 +185,10 @@ def set_status(session: Session, steward: str, slug: str, status: ProjectStatus,
     """Suspend, reactivate or close a project; the reconciler stops its servers within a minute."""
     require_steward(session, steward)
     project = _project(session, slug)
+    if project.status is S.REQUESTED and status is not S.CLOSED:
+        # an application has no approval reference and no grants: only approve() gives them
+        raise WorkflowError(f"Project {slug} is an application: approve it (with its approval reference) "
+                            "or refuse it.")
     _move(session, project, status, decision_reason=reason, decided_by=steward)
     audit.record(session, steward, AuditAction.PROJECT_STATUS, project=slug,
                  details={"status": status.value, "reason": reason})

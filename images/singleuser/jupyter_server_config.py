@@ -10,3 +10,13 @@ c.ServerApp.contents_manager_class = "tre_workspace.NoUploadContentsManager"
 # server extension by jupyter_server_config.d/tre_workspace.json, does the same for /nbconvert/.
 c.ContentsManager.files_handler_class = "tre_workspace.DownloadsOffHandler"
 c.ContentsManager.allow_hidden = False
+
+# The server enforces the locks above, and researcher code runs as the same user beside it: a
+# dumpable process of the same uid can be rewritten through /proc/<pid>/mem with no ptrace call
+# at all. Not dumpable, its /proc entries belong to root and only the process itself reads them.
+# Kernels and terminals it starts are dumpable again (execve resets the flag), as they should be.
+import ctypes  # noqa: E402
+
+PR_SET_DUMPABLE = 4
+if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed: the server would be patchable")

@@ -665,22 +665,28 @@ def unshare_user_namespace(a):
     return code != 0, f"unshare(CLONE_NEWUSER): {errno_of(code)}"
 
 
+def jupyter_server_pid() -> int | None:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != 1:
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    program = cmdline.read().split(b"\0")[:2]  # the interpreter and its script
+            except OSError:
+                continue
+            if any(arg.endswith(b"/jupyterhub-singleuser") for arg in program):
+                return int(entry)
+    return None
+
+
 def ptrace_pid1(a):
     """PTRACE_SEIZE, not PTRACE_ATTACH: the same permission check (ptrace_attach ->
     __ptrace_may_access(PTRACE_MODE_ATTACH)), without stopping the target if it succeeds; the
     tracer is a child that exits at once, which detaches."""
     ptrace_seize = 0x4206
     targets = {"pid 1": 1}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    program = cmdline.read().split(b"\0")[:2]  # the interpreter and its script
-                    if any(arg.endswith(b"/jupyterhub-singleuser") for arg in program) and int(entry) != 1:
-                        targets["jupyterhub-singleuser"] = int(entry)
-                        break
-            except OSError:
-                continue
+    server = jupyter_server_pid()
+    if server:
+        targets["jupyterhub-singleuser"] = server
     results, blocked = [], True
     for label, pid in targets.items():
         try:
@@ -696,6 +702,25 @@ def ptrace_pid1(a):
         results.append(f"{label} (pid {pid}, euid {owner}): {outcome}")
         blocked &= not (how == "exit" and code == 0)
     return blocked, "PTRACE_SEIZE " + "; ".join(results)
+
+
+def proc_mem_of_server(a):
+    """Writing into /proc/<pid>/mem needs no ptrace call, only the same uid and a dumpable
+    target: the Jupyter server, which enforces the workspace's locks, must not be patchable so."""
+    pid = jupyter_server_pid()
+    if pid is None:
+        return False, "no Jupyter server process found to try"
+    results, blocked = [], True
+    for name, mode in (("mem", "r+b"), ("environ", "rb")):
+        try:
+            with open(f"/proc/{pid}/{name}", mode):
+                pass
+        except OSError as error:
+            results.append(f"/proc/{pid}/{name}: {errno_of(error.errno)}")
+        else:
+            results.append(f"/proc/{pid}/{name} opened ({mode})")
+            blocked = False
+    return blocked, "; ".join(results)
 
 
 def docker_socket(a):
@@ -866,6 +891,8 @@ ATTACKS = [
     ("unshare-user-namespace", unshare_user_namespace,
      "no user namespace can be created (the usual first step of a kernel exploit)"),
     ("ptrace-pid1", ptrace_pid1, "the workspace's init (pid 1) and the Jupyter server cannot be traced"),
+    ("proc-mem-of-server", proc_mem_of_server,
+     "the Jupyter server's memory and environment cannot be opened through /proc"),
     ("docker-socket", docker_socket, "no container engine socket or address is in reach"),
     ("secrets-in-env", secrets_in_env, "no secret in the environment but the server's own token"),
     ("fork-bomb", fork_bomb, "a fork bomb stops at the pids limit"),

@@ -33,8 +33,11 @@ c.ConfigurableHTTPProxy.pid_file = str(settings.home / "proxy.pid")
 c.JupyterHub.authenticator_class = "tre-demo"
 c.DemoAuthenticator.catalogue_url = settings.catalogue_url
 c.DemoAuthenticator.password_file = str(settings.secrets_dir / "demo-password")
+# Platform admins are not JupyterHub admins: that built-in role may open any server and mint
+# tokens as anyone, which would let an admin read every project's data. They get "tre-admin"
+# below instead. Only the catalogue decides who is an admin.
 with session_scope(settings.catalogue_url) as session:
-    c.Authenticator.admin_users = {p.username for p in known_people(session).values() if p.is_admin}
+    platform_admins = sorted(p.username for p in known_people(session).values() if p.is_admin)
 
 # --- one named server per project --------------------------------------------------------------
 c.JupyterHub.allow_named_servers = True
@@ -79,6 +82,11 @@ c.JupyterHub.services = [
      "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
 ]
 c.JupyterHub.load_roles = [
+    # See who is where and stop servers; never enter one, never act or mint tokens as someone.
+    {"name": "tre-admin", "description": "Platform admins: the hub's admin page, read-only, and stopping servers",
+     "users": platform_admins,
+     "scopes": ["admin-ui", "list:users", "read:users", "read:servers", "delete:servers", "list:groups",
+                "read:groups", "list:services", "read:services", "read:hub"]},
     # Every signed-in person may use the catalogue pages (the default user role is "self" only).
     {"name": "user", "scopes": ["self", "access:services!service=catalogue", "access:services!service=egress"]},
     {"name": "idle-culler", "services": ["idle-culler"],

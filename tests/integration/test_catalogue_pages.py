@@ -183,7 +183,7 @@ def test_the_steward_approves_it_from_the_queue(pages_hub):
         "approval_reference": "CESREES-2026-0301", "starts_on": APPLICATION["starts_on"],
         "ends_on": APPLICATION["ends_on"]})
     assert again.status_code == 400
-    assert f"Project {SLUG} is active; it cannot become active" in soup(again).find(id=f"problem-{SLUG}").get_text()
+    assert f"Project {SLUG} is active: it was decided already" in soup(again).find(id=f"problem-{SLUG}").get_text()
     with catalogue(pages_hub) as session:
         project = session.get(Project, SLUG)
         assert project.status is ProjectStatus.ACTIVE and project.decided_by == "steward"

@@ -191,3 +191,17 @@ def test_jupyterlab_speaks_the_browsers_language(hub):
         assert packs["data"], "the French language pack is not installed"
     finally:
         hub.stop(erin, "erin", "cardio-risk")
+
+
+def test_a_platform_admin_sees_the_hub_but_cannot_enter_a_workspace_or_act_as_its_owner(hub, alice_cardio):
+    admin = hub.login("admin")
+    assert admin.get(f"{hub.url}/hub/admin").status_code == 200
+    users = admin.get(f"{hub.url}/hub/api/users/alice", headers={"X-XSRFToken": hub_xsrf(admin),
+                                                                   "Referer": f"{hub.url}/hub/admin"})
+    assert users.status_code == 200 and "cardio-risk" in users.json()["servers"]
+    # alice's running JupyterLab, and so her project's data, stay out of the admin's reach
+    contents = admin.get(f"{hub.url}/user/alice/cardio-risk/api/contents", allow_redirects=True)
+    assert contents.status_code == 403 and "jupyter-config-data" not in contents.text
+    token = admin.post(f"{hub.url}/hub/api/users/alice/tokens", json={"note": "as alice"},
+                       headers={"X-XSRFToken": hub_xsrf(admin), "Referer": f"{hub.url}/hub/admin"})
+    assert token.status_code == 403, token.text

@@ -136,10 +136,22 @@ def demo_init(scale: Annotated[float, typer.Option(help="Size of the synthetic d
     """Database, synthetic data, demo catalogue and demo password: everything the demo hub needs."""
     from datasets.demo_login import demo_password
 
+    from sqlalchemy import select
+
+    from datasets.models import Project
+
     settings = TRESettings()
     db_upgrade()
     demo_data(scale=scale)
-    catalogue_load(DEMO_CATALOGUE)
+    with session_scope(_catalogue_url()) as session:
+        loaded = session.scalars(select(Project.slug).limit(1)).first() is not None
+    if loaded:
+        # Loading again would put back what stewards have since changed (a revoked grant, a
+        # suspended project, a removed member): the demo keeps its history.
+        console.print("The demo catalogue is loaded already; what stewards changed since is kept "
+                      "(./setup.sh reset starts the demo again from scratch).")
+    else:
+        catalogue_load(DEMO_CATALOGUE)
     demo_password(settings.secrets_dir)
 
 

@@ -54,3 +54,17 @@ def test_audit_verify_names_the_first_bad_row(tre, catalogue_url):
         session.execute(update(AuditEvent).where(AuditEvent.seq == 1).values(details={"reason": "nothing"}))
     result = tre("audit", "verify")
     assert result.exit_code == 1 and "broken at row 1" in result.output
+
+
+def test_setting_up_the_demo_again_keeps_what_stewards_changed(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("TRE_HOME", str(tmp_path))
+    monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
+    first = runner.invoke(app, ["demo", "init", "--scale", "0.05"])
+    assert first.exit_code == 0, first.output
+    revoked = runner.invoke(app, ["projects", "revoke", "cardio-risk", "claims", "--as", "steward"])
+    assert revoked.exit_code == 0, revoked.output
+    again = runner.invoke(app, ["demo", "init", "--scale", "0.05"])
+    assert again.exit_code == 0 and "loaded already" in again.output
+    listing = runner.invoke(app, ["catalogue", "projects"])
+    cardio = next(line for line in listing.output.splitlines() if "cardio-risk" in line)
+    assert "hospital_stays" in cardio and "claims" not in cardio, listing.output

@@ -111,14 +111,16 @@ def discover(issuer: str, timeout: float = 10.0) -> ProviderEndpoints:
 def provider_endpoints(settings: TRESettings, fetch=discover) -> ProviderEndpoints:
     """Endpoints given one by one win over discovery, for providers without a discovery document."""
     if settings.oidc_authorize_url:
-        given = {"TRE_OIDC_TOKEN_URL": settings.oidc_token_url, "TRE_OIDC_USERINFO_URL": settings.oidc_userinfo_url}
+        given = {"TRE_OIDC_TOKEN_URL": settings.oidc_token_url}
+        if not settings.oidc_userdata_from_id_token:
+            given["TRE_OIDC_USERINFO_URL"] = settings.oidc_userinfo_url
         missing = [name for name, value in given.items() if not value]
         if missing:
             raise OIDCSettingsError(f"TRE_OIDC_AUTHORIZE_URL is set but {' and '.join(missing)} not: give all three "
                                     "endpoints, or TRE_OIDC_ISSUER alone for discovery.")
         for name, value in [("TRE_OIDC_AUTHORIZE_URL", settings.oidc_authorize_url), *given.items()]:
             _require_url(value, name)
-        return ProviderEndpoints(settings.oidc_authorize_url, settings.oidc_token_url, settings.oidc_userinfo_url,
+        return ProviderEndpoints(settings.oidc_authorize_url, settings.oidc_token_url, settings.oidc_userinfo_url or "",
                                  settings.oidc_end_session_url)
     if not settings.oidc_issuer:
         raise OIDCSettingsError("Set TRE_OIDC_ISSUER (the provider's issuer URL) to sign people in through OpenID Connect.")
@@ -170,7 +172,9 @@ def authenticator_config(settings: TRESettings, endpoints: ProviderEndpoints) ->
         "client_secret": client_secret(settings),
         "authorize_url": endpoints.authorize_url,
         "token_url": endpoints.token_url,
-        "userdata_url": endpoints.userinfo_url,
+        # claims from the userinfo endpoint, or from the ID token the token endpoint returned (over TLS)
+        "userdata_url": "" if settings.oidc_userdata_from_id_token else endpoints.userinfo_url,
+        "userdata_from_id_token": settings.oidc_userdata_from_id_token,
         "oauth_callback_url": callback,
         "scope": scopes,
         "username_claim": settings.oidc_username_claim,

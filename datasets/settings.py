@@ -65,6 +65,9 @@ class TRESettings(BaseSettings):
     oidc_client_secret_file: Path | None = Field(default=None, description="File holding the client secret.")
     oidc_username_claim: str = Field(default="preferred_username",
                                      description="Claim whose value is the catalogue username.")
+    oidc_userdata_from_id_token: bool = Field(
+        default=False, description="Read the claims from the ID token rather than the userinfo endpoint "
+                                   "(Entra ID's userinfo has no preferred_username).")
     oidc_scopes: str = Field(default="openid profile email", description="Scopes asked for, space-separated.")
     oidc_acr_values: str | None = Field(
         default=None, description="acr_values sent with each sign-in, e.g. a multi-factor level the provider enforces.")

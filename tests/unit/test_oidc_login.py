@@ -67,6 +67,15 @@ def test_a_complete_setting_gives_the_authenticator_its_traits(tmp_path):
     assert authenticator.extra_authorize_params == {"acr_values": "mfa"}
 
 
+def test_claims_can_come_from_the_id_token_instead_of_userinfo(tmp_path):
+    config = authenticator_config(make_settings(tmp_path, oidc_userdata_from_id_token=True), ENDPOINTS)
+    authenticator = TREOIDCAuthenticator(**config)
+    assert authenticator.userdata_from_id_token and authenticator.userdata_url == ""
+    explicit = make_settings(tmp_path, oidc_issuer=None, oidc_userdata_from_id_token=True,
+                             oidc_authorize_url="https://idp/a", oidc_token_url="https://idp/t")
+    assert provider_endpoints(explicit).token_url == "https://idp/t"  # no userinfo endpoint needed
+
+
 def test_the_secret_file_is_read_and_a_missing_one_is_named(tmp_path):
     secret = tmp_path / "client-secret"
     secret.write_text("from-file\n")

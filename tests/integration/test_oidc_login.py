@@ -11,6 +11,7 @@ catalogue.
   her browser's language, and no session;
 - carol, known to the catalogue but in no project, lands on the home page that says so;
 - every sign-in, refusal and sign-out is an audit row;
+- a provider gone when the hub asks it for the tokens gives a page saying so, not a traceback;
 - a hub whose provider cannot be reached, or whose settings lack a client id, does not start and
   says why.
 """
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Page, expect
 
 from tests.integration.conftest import REPO, VENV_BIN, Hub, free_port
@@ -45,11 +47,14 @@ class OpenIDProvider:
 
     def __init__(self, port: int, hub_url: str, client_secret: str) -> None:
         self.issuer = f"http://127.0.0.1:{port}"
+        self.command = ["node", str(REPO / "tests" / "oidc_provider" / "provider.mjs"), str(port),
+                        f"{hub_url}/hub/oauth_callback", f"{hub_url}/hub/login", client_secret]
+        self.start()
+
+    def start(self) -> None:
         self.log = []
-        self.process = subprocess.Popen(
-            ["node", str(REPO / "tests" / "oidc_provider" / "provider.mjs"), str(port),
-             f"{hub_url}/hub/oauth_callback", f"{hub_url}/hub/login", client_secret],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.process = subprocess.Popen(self.command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, start_new_session=True)
         deadline = time.monotonic() + 30
         for line in self.process.stdout:  # its startup warnings, then "ready <issuer>"
             self.log.append(line)
@@ -57,6 +62,10 @@ class OpenIDProvider:
                 return
             assert time.monotonic() < deadline, "the OpenID provider did not start:\n" + "".join(self.log)
         raise AssertionError("the OpenID provider exited:\n" + "".join(self.log))
+
+    def crash_after_next_code(self) -> None:
+        """Make the provider vanish right after it sends the next browser back with a code."""
+        requests.post(f"{self.issuer}/test/crash-after-next-code", timeout=10).raise_for_status()
 
     def close(self) -> None:
         self.process.terminate()
@@ -178,6 +187,26 @@ def test_a_known_person_with_no_project_lands_on_the_home_page_that_says_so(oidc
     expect(page.locator("#no-projects")).to_be_visible()
     expect(page.locator("#tre-projects")).to_have_count(0)
     assert [row["action"] for row in audit_rows(hub) if row["actor"] == "carol"] == ["login"]
+
+
+def test_a_provider_gone_at_sign_in_gives_a_page_saying_so(oidc_hub, open_page):
+    """The provider answers the browser, then is gone when the hub exchanges the code for tokens."""
+    hub, provider = oidc_hub
+    before = len(audit_rows(hub))
+    page = open_page("en-GB")
+    provider.crash_after_next_code()
+    try:
+        with page.expect_response(re.compile(r"/hub/oauth_callback")) as callback:
+            sign_in_at_provider(page, hub, "alice")
+        assert callback.value.status == 502
+        assert provider.process.wait(timeout=30) == 3  # it did vanish, as asked
+        expect(page.locator("body")).to_contain_text("The identity provider cannot be reached", timeout=PAGE_MS)
+        expect(page.locator("body")).not_to_contain_text("Traceback")
+        new = audit_rows(hub)[before:]
+        assert [(row["action"], row["details"]["reason"]) for row in new] == [("login.failed", "provider-unreachable")]
+    finally:
+        if provider.process.poll() is not None:
+            provider.start()  # the next tests need it (the hub reads its discovery document at start)
 
 
 @pytest.mark.parametrize(("change", "named"), [

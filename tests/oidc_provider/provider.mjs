@@ -5,7 +5,8 @@
 //
 //   node tests/oidc_provider/provider.mjs <port> <hub callback URL> <post-logout URL> <client secret>
 //
-// Prints "ready <issuer>" once it listens; stops on SIGTERM.
+// Prints "ready <issuer>" once it listens; stops on SIGTERM. POST /test/crash-after-next-code makes
+// it vanish right after its next authorization response (the sign-on tests' "provider gone" case).
 
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -122,8 +123,31 @@ async function interaction(req, res, uid, action) {
   res.end();
 }
 
+// Test hook: after POST /test/crash-after-next-code, the provider stops listening the moment it
+// sends the browser back to the hub with a code, then exits: the hub's token request finds it gone.
+let crashAfterNextCode = false;
+
+function crashOnCodeRedirect(res) {
+  const end = res.end.bind(res);
+  res.end = (...args) => {
+    const location = String(res.getHeader('location') || '');
+    if (crashAfterNextCode && location.startsWith(callbackUrl) && location.includes('code=')) {
+      server.close();
+      res.on('finish', () => process.exit(3));
+    }
+    return end(...args);
+  };
+}
+
 const callback = provider.callback();
 const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/test/crash-after-next-code') {
+    crashAfterNextCode = true;
+    res.writeHead(204);
+    res.end();
+    return;
+  }
+  crashOnCodeRedirect(res);
   const match = /^\/interaction\/([\w-]+)(?:\/(\w+))?$/.exec(req.url.split('?')[0]);
   if (!match) {
     callback(req, res);

@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlparse
 
 import requests
 from oauthenticator.generic import GenericOAuthenticator
-from oauthenticator.oauth2 import OAuthLogoutHandler
+from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLogoutHandler
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Unicode
@@ -45,6 +45,8 @@ PROVIDER_UNREACHABLE = ("The identity provider cannot be reached at the moment, 
                         "Try again in a few minutes; if it goes on, tell the TRE's administrators.")
 PROVIDER_REFUSED = ("The identity provider did not confirm your sign-in. Sign in again from the TRE's home page; "
                     "if it goes on, tell the TRE's administrators.")
+PROVIDER_DECLINED = ("The identity provider did not sign you in ({reason}). Sign in again from the TRE's home page; "
+                     "if your institution asks for a second factor, have it at hand.")
 NO_USERNAME = ("The identity provider sent no “{claim}” for you, so the TRE cannot tell who you are. "
                "Tell the TRE's administrators (setting TRE_OIDC_USERNAME_CLAIM).")
 
@@ -212,6 +214,26 @@ def end_session_redirect(end_session_url: str, *, id_token: str | None, post_log
     return f"{end_session_url}{separator}{urlencode(params)}"
 
 
+class TRECallbackHandler(OAuthCallbackHandler):
+    """The provider's answer: an ``error`` it sends back (the person cancelled, a second factor
+    failed, the ``acr_values`` could not be met) is an audited refusal in the reader's language."""
+
+    async def get(self) -> None:
+        error = self.get_argument("error", "")
+        if error:
+            await self._declined(error, self.get_argument("error_description", error))
+        await super().get()
+
+    async def _declined(self, error: str, reason: str) -> None:
+        authenticator: TREOIDCAuthenticator = self.authenticator
+        self.log.warning("The OpenID provider declined a sign-in: %s (%s)", error, reason)
+        await asyncio.to_thread(authenticator.audit, "(unknown)", AuditAction.LOGIN_FAILED, {
+            "method": "oidc", "reason": "provider-declined", "error": error, "description": reason,
+            "remote_ip": self.request.remote_ip})
+        language = negotiate(self.request.headers.get("Accept-Language"))
+        raise SignOnRefused(403, translate(language, PROVIDER_DECLINED, reason=reason))
+
+
 class TRELogoutHandler(OAuthLogoutHandler):
     """Sign-out: the hub's session, then the provider's when it has a logout endpoint (otherwise
     the provider would sign the person straight back in on the next visit)."""
@@ -248,6 +270,7 @@ class TREOIDCAuthenticator(GenericOAuthenticator):
         "", help="Where the provider sends people back after ending its session (registered at the provider)."
     ).tag(config=True)
 
+    callback_handler = TRECallbackHandler
     logout_handler = TRELogoutHandler
 
     async def authenticate(self, handler, data=None, **kwargs):

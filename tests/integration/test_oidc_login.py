@@ -9,6 +9,7 @@ catalogue.
   for her password again;
 - mallory, whom the provider knows but the catalogue does not, gets a page saying whom to ask, in
   her browser's language, and no session;
+- cancelling at the provider brings a page saying so, in the browser's language;
 - carol, known to the catalogue but in no project, lands on the home page that says so;
 - every sign-in, refusal and sign-out is an audit row;
 - a provider gone when the hub asks it for the tokens gives a page saying so, not a traceback;
@@ -177,6 +178,20 @@ def test_a_person_unknown_to_the_catalogue_is_refused_with_whom_to_ask(oidc_hub,
     new = audit_rows(hub)[before:]
     assert [(row["actor"], row["action"], row["details"]["reason"]) for row in new] == [
         ("mallory", "login.failed", "unknown-person")]
+
+
+def test_cancelling_at_the_provider_gives_a_page_saying_so(oidc_hub, open_page):
+    hub, _ = oidc_hub
+    before = len(audit_rows(hub))
+    page = open_page("fr-FR")
+    page.goto(f"{hub.url}/hub/")
+    page.get_by_role("button", name=SIGN_IN_WITH["fr"]).click()
+    page.locator("#cancel").click()
+    expect(page.locator("body")).to_contain_text("Le fournisseur d’identité ne vous a pas connecté "
+                                                 "(End-User aborted interaction)", timeout=PAGE_MS)
+    expect(page.locator("body")).not_to_contain_text("Traceback")
+    new = audit_rows(hub)[before:]
+    assert [(row["action"], row["details"]["error"]) for row in new] == [("login.failed", "access_denied")]
 
 
 def test_a_known_person_with_no_project_lands_on_the_home_page_that_says_so(oidc_hub, open_page):

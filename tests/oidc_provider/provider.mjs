@@ -89,7 +89,8 @@ ${message ? `<p id="login-error">${escape(message)}</p>` : ''}
   <label for="login">Username</label><input id="login" name="login" autocomplete="username">
   <label for="password">Password</label><input id="password" name="password" type="password">
   <button type="submit" id="submit">Sign in</button>
-</form>`);
+</form>
+<form method="post" action="/interaction/${escape(uid)}/abort"><button type="submit" id="cancel">Cancel</button></form>`);
 }
 
 async function readForm(req) {
@@ -117,6 +118,12 @@ async function interaction(req, res, uid, action) {
       return;
     }
     await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  if (action === 'abort' && req.method === 'POST') {
+    await provider.interactionFinished(req, res, {
+      error: 'access_denied', error_description: 'End-User aborted interaction',
+    }, { mergeWithLastSubmission: false });
     return;
   }
   res.writeHead(405);

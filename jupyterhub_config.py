@@ -30,9 +30,23 @@ c.JupyterHub.pid_file = str(settings.home / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(settings.home / "proxy.pid")
 
 # --- who signs in: people of the catalogue ----------------------------------------------------
-c.JupyterHub.authenticator_class = "tre-demo"
-c.DemoAuthenticator.catalogue_url = settings.catalogue_url
-c.DemoAuthenticator.password_file = str(settings.secrets_dir / "demo-password")
+if settings.oidc_enabled:
+    # An institution's OpenID provider (README: "Signing in through your institution"); a missing or
+    # wrong TRE_OIDC_* setting, or a provider that cannot be reached, stops the hub naming it.
+    from datasets.oidc_login import OIDCSettingsError, authenticator_config, crypt_key, provider_endpoints
+    try:
+        oidc = authenticator_config(settings, provider_endpoints(settings))
+    except OIDCSettingsError as error:
+        sys.exit(f"TRE sign-on: {error}")
+    c.JupyterHub.authenticator_class = "tre-oidc"
+    for trait, value in oidc.items():
+        setattr(c.TREOIDCAuthenticator, trait, value)
+    # auth state (the provider's tokens) is stored encrypted with this key
+    os.environ.setdefault("JUPYTERHUB_CRYPT_KEY", crypt_key(settings.secrets_dir))
+else:
+    c.JupyterHub.authenticator_class = "tre-demo"
+    c.DemoAuthenticator.catalogue_url = settings.catalogue_url
+    c.DemoAuthenticator.password_file = str(settings.secrets_dir / "demo-password")
 # Platform admins are not JupyterHub admins: that built-in role may open any server and mint
 # tokens as anyone, which would let an admin read every project's data. They get "tre-admin"
 # below instead. Only the catalogue decides who is an admin.
@@ -101,4 +115,4 @@ c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server"]
 c.JupyterHub.template_paths = [TEMPLATES]
 # <html lang> of every hub page follows the language it is shown in (JupyterHub writes "en").
 c.JupyterHub.jinja_environment_options = {"extensions": ["spawner.page_language.PageLanguage"]}
-c.JupyterHub.template_vars = {"tre": HomePageSource(settings.catalogue_url), "tre_demo_login": True}
+c.JupyterHub.template_vars = {"tre": HomePageSource(settings.catalogue_url), "tre_demo_login": not settings.oidc_enabled}

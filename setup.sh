@@ -91,6 +91,8 @@ node_tools() {
     echo "    up to date"
   fi
   node_modules/.bin/configurable-http-proxy --version >/dev/null || die "configurable-http-proxy does not run"
+  # the sign-on tests' OpenID provider (a devDependency, installed by the same npm ci)
+  [[ -f node_modules/oidc-provider/package.json ]] || die "oidc-provider is missing from node_modules; run npm ci"
   done_step
 }
 

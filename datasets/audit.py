@@ -27,6 +27,7 @@ GENESIS = "0" * 64
 class AuditAction(enum.StrEnum):
     LOGIN = "login"
     LOGIN_FAILED = "login.failed"
+    LOGOUT = "logout"
     WORKSPACE_START = "workspace.start"
     WORKSPACE_REFUSED = "workspace.refused"
     WORKSPACE_STOP = "workspace.stop"

@@ -51,6 +51,30 @@ class TRESettings(BaseSettings):
     idle_timeout: int = Field(default=3600, description="Seconds of inactivity before a workspace is stopped.")
     reconcile_interval: float = Field(default=30.0, description="Seconds between catalogue reconciliations.")
     proxy_command: str = str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
+    # --- sign-on through an OpenID Connect provider (datasets/oidc_login.py); none: the demo login
+    oidc_issuer: str | None = Field(
+        default=None, description="Issuer URL of the OpenID provider; its endpoints are read from "
+                                  "<issuer>/.well-known/openid-configuration at hub start.")
+    oidc_authorize_url: str | None = Field(default=None, description="Authorization endpoint, instead of discovery.")
+    oidc_token_url: str | None = Field(default=None, description="Token endpoint, instead of discovery.")
+    oidc_userinfo_url: str | None = Field(default=None, description="Userinfo endpoint, instead of discovery.")
+    oidc_end_session_url: str | None = Field(
+        default=None, description="Provider logout endpoint, instead of discovery; none: logout ends the hub's session only.")
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = Field(default=None, description="Client secret; prefer oidc_client_secret_file.")
+    oidc_client_secret_file: Path | None = Field(default=None, description="File holding the client secret.")
+    oidc_username_claim: str = Field(default="preferred_username",
+                                     description="Claim whose value is the catalogue username.")
+    oidc_userdata_from_id_token: bool = Field(
+        default=False, description="Read the claims from the ID token rather than the userinfo endpoint "
+                                   "(Entra ID's userinfo has no preferred_username).")
+    oidc_scopes: str = Field(default="openid profile email", description="Scopes asked for, space-separated.")
+    oidc_acr_values: str | None = Field(
+        default=None, description="acr_values sent with each sign-in, e.g. a multi-factor level the provider enforces.")
+    oidc_pkce: bool = Field(default=True, description="Proof Key for Code Exchange (RFC 7636) on every sign-in.")
+    oidc_callback_url: str | None = Field(
+        default=None, description="The hub's redirect URI registered at the provider: https://<host>/hub/oauth_callback.")
+    oidc_login_service: str = Field(default="your institution", description="Name on the sign-in button.")
 
     @field_validator("home")
     @classmethod
@@ -60,6 +84,11 @@ class TRESettings(BaseSettings):
     @cached_property
     def catalogue_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tre.sqlite'}"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """Whether people sign in through an OpenID provider rather than the demo's local login."""
+        return bool(self.oidc_issuer or self.oidc_authorize_url)
 
     @property
     def data_root(self) -> Path:

@@ -53,9 +53,22 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
 
         engine_for(url).dispose()
         engine_for.cache_clear()
+        drop_database(admin, name)
+        admin.dispose()
+
+
+def drop_database(admin, name: str) -> None:
+    """Drop a test database. FORCE ends the test's own leftover connections, but refuses when an
+    autovacuum worker (a superuser's process) happens to be in the fresh database; a plain DROP
+    cancels such a worker itself, so that is the fallback."""
+    from sqlalchemy.exc import ProgrammingError
+
+    try:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    except ProgrammingError:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
 @pytest.fixture

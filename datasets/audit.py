@@ -68,16 +68,30 @@ def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: 
     return hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest()
 
 
+ACTOR_LENGTH = 64  # the column's width; a longer name (a failed login's, say) is cut, kept in full below
+_process_context: dict[str, str] = {}
+
+
+def set_process_context(**values: str) -> None:
+    """Facts added to every event this process records: the ``tre`` command adds the host account
+    that ran it, since its ``--as`` names the person acted for, not who typed the command."""
+    _process_context.update(values)
+
+
 def record(session: Session, actor: str, action: AuditAction, *, project: str | None = None,
            details: dict[str, Any] | None = None) -> AuditEvent:
     """Append one event in the caller's transaction: it is on the record if and only if the act is."""
+    details = {**_process_context, **(details or {})}
+    if len(actor) > ACTOR_LENGTH:
+        details["actor_in_full"] = actor
+        actor = actor[:ACTOR_LENGTH]
     head = session.execute(
         update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
         .returning(AuditHead.seq, AuditHead.hash)
     ).one()  # the head row is created by the migration that created the log
     seq, previous = head
     at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    details = json.loads(json.dumps(details or {}, default=str))  # what is stored is what is hashed
+    details = json.loads(json.dumps(details, default=str))  # what is stored is what is hashed
     digest = _digest(previous, seq, at, actor, action.value, project, details)
     event = AuditEvent(seq=seq, at=at, actor=actor, action=action.value, project=project,
                        details=details, previous_hash=previous, hash=digest)

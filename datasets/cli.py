@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from rich.console import Console
 from rich.table import Table
 
@@ -21,6 +22,12 @@ from datasets.db import is_current, session_scope, upgrade
 from datasets.settings import TRESettings
 
 app = typer.Typer(help="Trusted research environment: catalogue, demo and images.", no_args_is_help=True)
+
+
+@app.callback()
+def _every_command() -> None:
+    # --as names the person acted for; the audit log also keeps which host account ran the command
+    audit.set_process_context(via="tre", host_user=_host_user())
 db_app = typer.Typer(help="The TRE database.", no_args_is_help=True)
 catalogue_app = typer.Typer(help="Datasets, projects, people and grants.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo installation (synthetic data, local accounts).", no_args_is_help=True)
@@ -471,6 +478,9 @@ def _act(function, *args, **kwargs):
             return function(session, *args, **kwargs)
     except WorkflowError as exc:
         _fail(str(exc))
+    except IntegrityError as exc:  # a rule the database holds (a grant recorded twice, say)
+        _fail(f"The catalogue refused this change, which conflicts with what it holds already "
+              f"({exc.orig}). Look at the project with `tre catalogue projects`; nothing was changed.")
 
 
 @projects_app.command("create")

@@ -84,3 +84,16 @@ def test_export_is_json_lines(catalogue_url):
         lines = [audit.as_json_line(e) for e in audit.events(session)]
     assert [json.loads(line)["seq"] for line in lines] == [1, 2]
     assert json.loads(lines[0])["details"] == {"mounts": ["/data/claims"], "n": 0}
+
+
+def test_a_name_longer_than_the_column_is_cut_and_kept_in_full(catalogue_url):
+    from datasets import audit as audit_module
+    from datasets.audit import AuditAction
+
+    long_name = "x" * 300
+    with session_scope(catalogue_url) as session:
+        audit_module.record(session, long_name, AuditAction.LOGIN_FAILED, details={"method": "demo-password"})
+    with session_scope(catalogue_url) as session:
+        event = list(audit_module.events(session))[-1]
+        assert event.actor == long_name[:64] and event.details["actor_in_full"] == long_name
+        assert audit_module.verify(session).ok

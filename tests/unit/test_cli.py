@@ -68,3 +68,20 @@ def test_setting_up_the_demo_again_keeps_what_stewards_changed(tmp_path: Path, m
     listing = runner.invoke(app, ["catalogue", "projects"])
     cardio = next(line for line in listing.output.splitlines() if "cardio-risk" in line)
     assert "hospital_stays" in cardio and "claims" not in cardio, listing.output
+
+
+def test_the_audit_log_names_the_host_account_that_ran_the_command(tre, catalogue_url):
+    result = tre("checkers", "add", "erin", "--as", "admin", "--until", "2030-12-31")
+    assert result.exit_code == 0, result.output
+    with session_scope(catalogue_url) as session:
+        event = session.query(AuditEvent).order_by(AuditEvent.seq.desc()).first()
+        assert event.actor == "admin" and event.details["via"] == "tre" and event.details["host_user"]
+
+
+def test_a_grant_recorded_twice_is_refused_in_words(tre):
+    args = ("projects", "grant", "cardio-risk", "lab_results", "--as", "steward", "--reference", "R-1",
+            "--from", "2026-01-01", "--until", "2027-01-01")
+    assert tre(*args).exit_code == 0
+    again = tre(*args)
+    assert again.exit_code != 0 and "Traceback" not in again.output
+    assert "nothing was changed" in again.output or "already" in again.output, again.output

@@ -36,6 +36,15 @@ def ensure_network(client: docker.APIClient, network: NetworkPlan) -> str:
             f"Docker network {network.name} exists but was not created by the TRE; "
             "remove or rename it, then start the workspace again."
         )
+    # A network of that name made another way (by hand, an older version) would sit outside the
+    # firewall's interface match or route outwards: refuse it rather than trust its label.
+    bridge = info.get("Options", {}).get("com.docker.network.bridge.name")
+    if bool(info.get("Internal")) != network.internal or bridge != network.bridge:
+        raise RuntimeError(
+            f"Docker network {network.name} is not the one the TRE makes (internal: {info.get('Internal')}, "
+            f"bridge: {bridge}, expected {network.internal} and {network.bridge}); an administrator "
+            "removes it (docker network rm), then the workspace can start."
+        )
     return info["IPAM"]["Config"][0]["Gateway"].split("/")[0]
 
 

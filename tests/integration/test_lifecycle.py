@@ -234,3 +234,20 @@ def test_without_its_firewall_rules_no_workspace_starts(lifecycle_hub):
     with catalogue(hub) as session:
         refusals = [e for e in audit.events(session) if e.action == "workspace.refused"]
         assert refusals[-1].details["reason"] == "firewall_missing"
+
+
+def test_a_network_of_the_projects_name_made_another_way_is_not_used(lifecycle_hub):
+    """A network that only carries the right name and label (made by hand, routed outwards) must
+    not become a project's network: the workspace does not start."""
+    hub = lifecycle_hub
+    impostor = hub.client.networks.create(
+        f"tre-{hub.instance}-diabetes-outcomes", driver="bridge", internal=False,
+        labels={"tre.managed": "true", "tre.instance": hub.instance, "tre.component": "test-impostor"})
+    try:
+        bob = hub.login("bob")
+        bob.get(f"{hub.url}/hub/spawn/bob/diabetes-outcomes")
+        wait_for(lambda: "is not the one the TRE makes" in hub.log_tail(200), 60, "the start refused in the hub's log")
+        assert not workspace_containers(hub, "bob", "diabetes-outcomes")
+    finally:
+        hub.wait_while_stopping(bob, "bob", "diabetes-outcomes")
+        impostor.remove()

@@ -105,12 +105,22 @@ class ProjectSpawner(DockerSpawner):
     async def _in_pool(self, function, *args):
         return await asyncio.wrap_future(self.executor.submit(function, *args))
 
-    def _audit(self, action: AuditAction, **details) -> None:
+    def _audit(self, action: AuditAction, actor: str | None = None, **details) -> None:
         with session_scope(self.catalogue_url) as session:
-            audit.record(session, self.user.name, action, project=self.name or None, details=details)
+            audit.record(session, actor or self.user.name, action, project=self.name or None, details=details)
 
-    async def audit(self, action: AuditAction, **details) -> None:
-        await self._in_pool(lambda: self._audit(action, **details))
+    async def audit(self, action: AuditAction, actor: str | None = None, **details) -> None:
+        await self._in_pool(lambda: self._audit(action, actor, **details))
+
+    def _exit_state(self) -> dict:
+        """How the container ended, if it has (an out-of-memory kill, a crash), before it is removed."""
+        try:
+            state = self.client.inspect_container(self.container_id)["State"]
+        except Exception:  # gone already, or never made: nothing to tell
+            return {}
+        if state.get("Running"):
+            return {}
+        return {"exit_code": state.get("ExitCode"), "oom_killed": bool(state.get("OOMKilled"))}
 
     async def start(self):
         began = time.perf_counter()
@@ -226,8 +236,11 @@ class ProjectSpawner(DockerSpawner):
 
     async def stop(self, now=False):
         container = self.container_id[:12]
+        ended = await self._in_pool(self._exit_state) if self.container_id else {}
         await super().stop(now=now)
-        await self.audit(AuditAction.WORKSPACE_STOP, container=container)
+        # The spawner cannot tell who asked (the person, the idle culler, the reconciler, an admin):
+        # the hub is the actor, the person a detail; the reconciler records its own reason apart.
+        await self.audit(AuditAction.WORKSPACE_STOP, actor="hub", user=self.user.name, container=container, **ended)
         if self.network_name.startswith(f"tre-{self.instance}-"):
             await self._in_pool(docker_adapter.remove_network_if_unused, self.client, self.network_name)
 

@@ -122,10 +122,19 @@ def test_a_link_planted_in_place_of_outputs_refuses_the_next_start_and_changes_n
 
 
 def test_the_audit_log_holds_every_start_and_stop_and_verifies(lifecycle_hub):
+    """Each workspace container that started has a stop row naming it, and each start row the
+    exact mounts it got."""
     with catalogue(lifecycle_hub) as session:
-        actions = [e.action for e in audit.events(session)]
+        events = list(audit.events(session))
         assert audit.verify(session).ok
-    assert "login" in actions and "workspace.start" in actions and "workspace.stop" in actions
+    assert any(e.action == "login" for e in events)
+    starts = [e for e in events if e.action == "workspace.start"]
+    stops = {e.details.get("container") for e in events if e.action == "workspace.stop" and e.actor == "hub"}
+    assert starts and all(any(m["target"] == "/project" for m in e.details["mounts"]) for e in starts)
+    # the crash test's container was removed by the reconciler, which records its own row
+    orphans = {e.details.get("container") for e in events if e.action == "workspace.stop" and e.actor == "reconciler"}
+    unstopped = [e.details["container"] for e in starts if e.details["container"] not in stops | orphans]
+    assert not unstopped, f"started and never recorded as stopped: {unstopped}"
 
 
 def test_an_idle_server_is_culled(docker_client):

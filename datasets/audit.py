@@ -59,6 +59,7 @@ class AuditAction(enum.StrEnum):
     EGRESS_RELEASED = "egress.released"
     EGRESS_WITHDRAWN = "egress.withdrawn"
     EGRESS_DOWNLOADED = "egress.downloaded"
+    EGRESS_FILE_READ = "egress.file.read"
 
 
 def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: str | None,

@@ -29,7 +29,7 @@ from egress_review import render
 from egress_review.requests import Airlock, BadInput, Forbidden, NotFound
 from egress_review.store import PathRefused
 from egress_review.text import said_in
-from egress_review.workflow import StateConflict
+from egress_review.workflow import AWAITING_CHECKERS, StateConflict
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
@@ -247,7 +247,12 @@ class ApiReviews(Api):
                 raise HTTPError(400, "%s", "Each comment is an object with “text”, and optionally “file” "
                                            "and “visible_to_researcher”.")
             comments.append((entry.get("file"), entry["text"], bool(entry.get("visible_to_researcher", False))))
-        await self.act(self.site.airlock.review, int(request_id), parsed, comments)
+        seen = self.field(data, "sha256", dict, default={})
+        try:
+            seen_parsed = {int(k): str(v) for k, v in seen.items()}
+        except ValueError:
+            raise HTTPError(400, "%s", "“sha256” maps file ids to the sha256 you reviewed.") from None
+        await self.act(self.site.airlock.review, int(request_id), parsed, comments, seen_parsed)
         self.reply((await self.act(self.site.airlock.get, int(request_id))).as_json())
 
 
@@ -401,7 +406,9 @@ class RequestFormPage(Page):
             decisions = {int(name.removeprefix("decision-")): value[0].decode()
                          for name, value in self.request.body_arguments.items() if name.startswith("decision-")}
             comments = [(None, arg("comment", ""), arg("visible_to_researcher", "") == "on")]
-            await self.act(airlock.review, rid, decisions, comments)
+            seen = {int(name.removeprefix("seen-")): value[0].decode()
+                    for name, value in self.request.body_arguments.items() if name.startswith("seen-")}
+            await self.act(airlock.review, rid, decisions, comments, seen)
         elif step == "return":
             await self.act(airlock.return_, rid, arg("comment", ""))
         elif step == "reject":
@@ -426,7 +433,8 @@ class ReviewPage(Page):
     async def get(self, request_id: str) -> None:
         view = await self.act(self.site.airlock.get, int(request_id))
         shown: dict[int, dict[str, Any]] = {}
-        for f in view.files:
+        # contents only while the request awaits its checkers (the airlock refuses them otherwise)
+        for f in view.files if view.state in AWAITING_CHECKERS else ():
             if f.sha256 is None:
                 continue
             kind = render.view_kind(f.name)

@@ -21,6 +21,9 @@ class Actor:
     projects: frozenset[str] = frozenset()
     is_admin: bool = False
     checker_until: dt.date | None = None
+    # every project the person is or was tied to, whatever its status: member now or once, or
+    # applicant. A checker reviews none of them (a suspended project's member is no outsider).
+    ties: frozenset[str] = frozenset()
 
     def accredited_on(self, today: dt.date) -> bool:
         return self.checker_until is not None and today <= self.checker_until
@@ -60,7 +63,7 @@ def refusal_to_review(actor: Actor, request: RequestFacts, today: dt.date) -> st
                           "reviewing.", date=actor.checker_until.isoformat())
     if actor.username == request.author:
         return Message.of("You wrote this request: no one reviews their own request.")
-    if request.project in actor.projects:
+    if request.project in actor.projects | actor.ties:
         return Message.of("You are a member of project {project}: its requests are reviewed by checkers from "
                           "outside the project.", project=request.project)
     return None

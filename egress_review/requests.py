@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from datasets import audit
 from datasets.audit import AuditAction
 from datasets.db import session_scope
-from datasets.models import Membership, Person, Project, STARTABLE_STATUSES
+from datasets.models import AuditEvent, Membership, Person, Project, STARTABLE_STATUSES
 from egress_review import checks, permissions, release
 from egress_review.models import (Comment, Decision, ExportRequest, FileGroup, FileKind, RequestFile,
                                   RequestState, Review)
@@ -34,6 +34,8 @@ from egress_review.text import Message
 from egress_review.store import Entry, PathRefused, Store, check_workspace_file, list_folder
 from egress_review.workflow import AWAITING_CHECKERS, EDITABLE, StateConflict, Step, require_transition, \
     state_after_reviews
+
+RESERVED_NAMES = frozenset({release.RECORD, release.SIGNATURE})  # the release folder's own record
 
 log = logging.getLogger("tre.egress")
 M = Message.of
@@ -138,7 +140,12 @@ class Airlock:
         projects = session.scalars(
             select(Membership.project_slug).join(Project)
             .where(Membership.username == username, Project.status.in_(STARTABLE_STATUSES))).all()
-        return Actor(username, frozenset(projects), person.is_admin, person.checker_accredited_until)
+        ties = set(session.scalars(select(Membership.project_slug).where(Membership.username == username)))
+        ties |= set(session.scalars(select(Project.slug).where(Project.applicant == username)))
+        ties |= {e.project for e in session.scalars(select(AuditEvent).where(AuditEvent.action == AuditAction.MEMBER_ADDED.value))
+                 if e.project and (e.details or {}).get("user") == username}
+        return Actor(username, frozenset(projects), person.is_admin, person.checker_accredited_until,
+                     ties=frozenset(ties))
 
     def _request(self, session: Session, actor: Actor, request_id: int) -> ExportRequest:
         request = session.get(ExportRequest, request_id)
@@ -294,6 +301,9 @@ class Airlock:
             if any(f.path == normalised for f in request.files):
                 raise BadInput(M("“{path}” is in this request already; replace it instead.", path=normalised))
             name = normalised.rsplit("/", 1)[-1]
+            if name in RESERVED_NAMES:
+                raise BadInput(M("“{name}” is the name of the release's own record; rename the file in the workspace.",
+                                 name=name))
             if kind_ == FileKind.OUTPUT and any(f.name == name and f.kind == FileKind.OUTPUT for f in request.files):
                 raise BadInput(M("Another output file is called “{name}”; released files sit side by side, so rename "
                                  "one in the workspace.", name=name))
@@ -454,10 +464,16 @@ class Airlock:
         return actor, request
 
     def review(self, username: str, request_id: int, decisions: dict[int, str],
-               comments: Iterable[tuple[int | None, str, bool]] = ()) -> str:
-        """One checker's decision on every output file they have not decided yet, with comments."""
+               comments: Iterable[tuple[int | None, str, bool]] = (), seen: dict[int, str] | None = None) -> str:
+        """One checker's decision on every output file they have not decided yet, with comments.
+        ``seen``: the sha256 of each file as the checker saw it; a file replaced since is refused."""
         def act(session: Session) -> str:
             actor, request = self._reviewable(session, username, request_id)
+            current = {f.id: f.sha256 for f in request.files}
+            changed = [i for i, sha in (seen or {}).items() if current.get(i) != sha]
+            if changed:
+                raise StateConflict(M("A file of request {id} changed since you opened it; open the request again "
+                                      "and review what it holds now.", id=request.id))
             if request.state not in (S.SUBMITTED, S.PARTIALLY_REVIEWED):
                 raise StateConflict(M("Request {id} is {state}; it takes no more reviews.", id=request.id,
                                   state=request.state.value))
@@ -573,17 +589,22 @@ class Airlock:
     # --- files: for review and after release ---------------------------------------------------------
 
     def frozen_file(self, username: str, request_id: int, file_id: int) -> tuple[str, Path]:
-        """A frozen file for reading: the project's members and its checkers (not admins: content is
-        for those who work on it), once it is frozen."""
+        """A frozen file, for the output checkers reviewing the request and only while it awaits
+        them; every read is audited. Not for the project's members: what has not been released
+        does not leave through this service (the workspace holds their own copy)."""
         def read(session: Session) -> tuple[str, Path]:
             actor = self.actor(session, username)
             request = self._request(session, actor, request_id)
-            facts = _facts(request)
-            if permissions.refusal_to_download(actor, facts) and permissions.refusal_to_review(actor, facts, self.today()):
-                raise Forbidden(M("Only the project's members and its output checkers read the files of a request."))
+            if permissions.refusal_to_review(actor, _facts(request), self.today()):
+                raise Forbidden(M("The frozen files of a request are read only by the output checkers reviewing it; "
+                                  "released files are downloaded from the request's page."))
+            if request.state not in AWAITING_CHECKERS:
+                raise Forbidden(M("Request {id} is {state}: its files are read only while it awaits its checkers.",
+                                  id=request.id, state=request.state.value))
             record = _file(request, file_id)
             if record.sha256 is None:
                 raise NotFound(M("{name} is not frozen yet; it is read when the request is submitted.", name=record.name))
+            self._audit(session, actor, AuditAction.EGRESS_FILE_READ, request, file=record.name, sha256=record.sha256)
             return record.name, self.store.path_of(record.sha256)
         return self._tx(read)
 

@@ -388,3 +388,55 @@ def test_a_mail_server_that_is_down_changes_nothing(catalogue_url, tmp_path):
     airlock = make_airlock(catalogue_url, tmp_path, notify=smtp_sender("127.0.0.1", free_port(), "tre@example.org"))
     request = submitted_request(airlock)
     assert airlock.get("alice", request).state == "submitted"
+
+
+# --- after a security review: nothing unreleased leaves, independence holds whatever the status ---
+
+def test_unreleased_files_are_read_only_by_the_reviewing_checkers_while_they_review(airlock, catalogue_url):
+    request = submitted_request(airlock)
+    code = output_id(airlock, request, "code.py")  # a supporting file: never released
+    table = output_id(airlock, request)
+    for member in ("alice", "erin"):  # the author, another member (and checker) of the project
+        for file_id in (code, table):
+            with pytest.raises(Forbidden, match="read only by the output checkers"):
+                airlock.frozen_file(member, request, file_id)
+    name, path = airlock.frozen_file("carol", request, table)
+    assert name == "table.csv" and path.read_text() == TABLE
+    with session_scope(catalogue_url) as session:
+        reads = [e for e in session.scalars(select(AuditEvent)) if e.action == "egress.file.read"]
+        assert [(e.actor, e.details["file"]) for e in reads] == [("carol", "table.csv")]
+    approve_by(airlock, request, "carol", "dave")
+    airlock.release("carol", request)
+    with pytest.raises(Forbidden, match="only while it awaits its checkers"):
+        airlock.frozen_file("carol", request, code)
+    with pytest.raises(Forbidden):
+        airlock.frozen_file("alice", request, code)  # released or not, supporting files stay in
+
+
+def test_a_member_of_a_suspended_project_is_no_outside_checker(airlock, catalogue_url):
+    from datasets.models import ProjectStatus
+
+    request = submitted_request(airlock)
+    with session_scope(catalogue_url) as session:
+        session.get(Project, "cardio-risk").status = ProjectStatus.SUSPENDED
+    with pytest.raises((Forbidden, NotFound)):
+        approve_by(airlock, request, "erin")
+    assert airlock.get("carol", request).state == "submitted"
+
+
+def test_a_file_named_like_the_release_record_is_refused(airlock, tmp_path):
+    outputs = tmp_path / "workspaces" / "cardio-risk" / "shared" / "outputs"
+    (outputs / "decision.json").write_text("{}")
+    request = airlock.create("alice", "cardio-risk", "Record")
+    with pytest.raises(BadInput, match="release's own record"):
+        airlock.add_file("alice", request, "outputs/decision.json", "Table 1", "output",
+                         context="c", controls="c")
+
+
+def test_a_review_of_a_file_replaced_since_it_was_seen_is_refused(airlock):
+    request = submitted_request(airlock, supporting=False)
+    table = output_id(airlock, request)
+    seen = {table: airlock.get("carol", request).files[0].sha256}
+    with pytest.raises(StateConflict, match="changed since you opened it"):
+        airlock.review("carol", request, {table: "approve"}, seen={table: "0" * 64})
+    assert airlock.review("carol", request, {table: "approve"}, seen=seen) == "partially_reviewed"

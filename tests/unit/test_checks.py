@@ -1,0 +1,230 @@
+"""Every disclosure rule on small tables whose flagged cells were worked out by hand, and every
+kind of bad input given a clear verdict instead of a crash."""
+
+from __future__ import annotations
+
+import json
+import resource
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from egress_review.checks import FAIL, PASS, REVIEW, CheckContext, Released, outcome, run_checks
+from egress_review.checks.from_data import crosstab, pivot_table
+from egress_review.checks.identifiers import IdentifierIndex, identifying_columns
+from egress_review.checks.params import Params
+
+
+def check(tmp_path: Path, name: str, content: bytes | str, **context) -> dict[str, dict]:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    results = run_checks(path, CheckContext(name, **context))
+    return {r.rule: r.as_dict() for r in results}
+
+
+def cells(result: dict) -> list[tuple[int, int]]:
+    return [(c["row"], c["col"]) for c in result["details"]["cells"]]
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+CROSSTAB = "sex,1,2\nregion,,\n11,5,12\n24,0,30\n32,15,-3\n"
+
+
+def test_threshold_zeros_and_negative_cells_of_a_pandas_crosstab(tmp_path):
+    # Rows 0-1 are the header (the second is pandas' index-name row); column 0 holds the labels.
+    found = check(tmp_path, "t.csv", CROSSTAB)
+    assert cells(found["threshold"]) == [(2, 1)]  # the 5
+    assert found["threshold"]["status"] == FAIL
+    assert cells(found["zeros"]) == [(3, 1)]
+    assert cells(found["negative"]) == [(4, 2)] and found["negative"]["status"] == REVIEW
+    assert outcome(list(found.values())) == FAIL
+
+
+def test_a_safe_table_passes_and_its_rounding_is_shown(tmp_path):
+    found = check(tmp_path, "t.csv", "age,men,women\n18-39,20,35\n40-64,45,50\n")
+    assert found["threshold"]["status"] == PASS
+    assert found["rounding"]["details"]["base"] == 5
+    assert outcome(list(found.values())) == PASS
+    unrounded = check(tmp_path, "u.csv", "age,n\nyoung,21\nold,30\n")
+    assert unrounded["rounding"]["details"]["base"] is None
+
+
+def test_thresholds_follow_the_projects_overrides(tmp_path):
+    found = check(tmp_path, "t.csv", "g,n\na,12\nb,30\n", params=Params.from_overrides({"threshold": 20}))
+    assert cells(found["threshold"]) == [(1, 1)]
+    assert "zeros" not in check(tmp_path, "z.csv", "g,n\na,0\nb,30\n",
+                                params=Params.from_overrides({"zeros_are_disclosive": False}))
+
+
+@pytest.mark.parametrize("overrides, message", [({"treshold": 5}, "Unknown"), ({"threshold": -1}, "whole number"),
+                                                ({"nk_k": 2}, "between 0 and 1"), ({"zeros_are_disclosive": 1}, "true or false")])
+def test_bad_overrides_are_refused_with_a_message(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        Params.from_overrides(overrides)
+
+
+def test_means_without_counts_go_to_review(tmp_path):
+    found = check(tmp_path, "m.tsv", "region\tmean_age\n11\t45.2\n24\t51.7\n")
+    assert found["statistics"]["status"] == REVIEW
+    assert found["threshold"]["status"] == PASS
+
+
+def test_label_columns_are_detected_and_never_counted(tmp_path):
+    found = check(tmp_path, "t.csv", "chapter,sex,n\nI,M,3\nI,F,40\n")
+    assert cells(found["threshold"]) == [(1, 2)]
+
+
+def test_microdata_fails(tmp_path):
+    rows = "\n".join(f"p{i:05d},{1950 + i % 50}-01-0{1 + i % 9},{i % 2}" for i in range(150))
+    found = check(tmp_path, "rows.csv", "patient_id,date_of_birth,sex\n" + rows + "\n")
+    assert found["microdata"]["status"] == FAIL
+    assert "threshold" not in found  # no cell rules on row-level data: it fails as a whole
+
+
+def test_xlsx_and_parquet_tables(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    for row in (["g", "n"], ["a", 4], ["b", 30]):
+        book.active.append(row)
+    book.save(tmp_path / "t.xlsx")
+    found = {r.rule: r.as_dict() for r in run_checks(tmp_path / "t.xlsx", CheckContext("t.xlsx"))}
+    assert cells(found["threshold"]) == [(1, 1)]
+    pd.DataFrame({"g": ["a", "b"], "n": [30, 7]}).to_parquet(tmp_path / "t.parquet")
+    found = {r.rule: r.as_dict() for r in run_checks(tmp_path / "t.parquet", CheckContext("t.parquet"))}
+    assert cells(found["threshold"]) == [(2, 1)]
+
+
+def test_differencing_with_an_earlier_release_names_it(tmp_path):
+    earlier = tmp_path / "all.csv"
+    earlier.write_text("region,n\n11,120\n24,200\n")
+    released = (Released("request 3, all.csv", earlier, "all.csv"),)
+    found = check(tmp_path, "adults.csv", "region,n\n11,115\n24,150\n", released=released)
+    assert cells(found["differencing"]) == [(1, 1)]  # 120 - 115 = 5 minors in region 11
+    assert "request 3" in found["differencing"]["summary"]
+
+
+# --- identifiers --------------------------------------------------------------------------------
+
+def test_identifier_leak_in_a_table_and_in_a_text(tmp_path):
+    index = IdentifierIndex.of_values(["P000123", "P000456", pd.Timestamp("2021-03-04")])
+    found = check(tmp_path, "t.csv", "who,n\nP000456,30\nothers,40\n", identifiers=index)
+    assert cells(found["identifier-leak"]) == [(1, 0)]
+    found = check(tmp_path, "notes.txt", "The outlier is patient P000123 seen on 04/03/2021.\n", identifiers=index)
+    assert found["identifier-leak"]["status"] == FAIL
+    assert found["identifier-leak"]["details"]["values"] == ["P000123", "04/03/2021"]
+    assert check(tmp_path, "ok.csv", "who,n\nall,30\n", identifiers=index)["identifier-leak"]["status"] == PASS
+
+
+def test_identifying_columns_are_direct_ids_exact_dates_and_postcodes():
+    columns = [{"name": "patient_id", "identifier": "direct"}, {"name": "sex", "identifier": "indirect"},
+               {"name": "care_date", "type": "date", "identifier": "indirect"},
+               {"name": "code_postal", "type": "string", "identifier": "indirect"}, {"name": "amount"}]
+    assert identifying_columns(columns) == ["patient_id", "care_date", "code_postal"]
+
+
+def test_index_from_parquet_survives_a_save(tmp_path):
+    pd.DataFrame({"patient_id": ["a1", "b2", None], "v": [1, 2, 3]}).to_parquet(tmp_path / "d.parquet")
+    IdentifierIndex.from_parquet([(tmp_path / "d.parquet", ["patient_id"])]).save(tmp_path / "i.npy")
+    index = IdentifierIndex.load(tmp_path / "i.npy")
+    assert len(index) == 2 and index.contains(["b2", "c3"]).tolist() == [True, False]
+
+
+# --- notebooks, figures, models, archives -------------------------------------------------------
+
+def notebook(*outputs: dict) -> str:
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                       "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": list(outputs)}]})
+
+
+def test_notebook_outputs_are_checked(tmp_path):
+    html = pd.DataFrame({"n": [3, 40]}, index=["a", "b"]).to_html()
+    found = check(tmp_path, "a.ipynb", notebook({"output_type": "execute_result", "data": {"text/html": html}}))
+    assert found["threshold"]["status"] == FAIL
+    raw = pd.DataFrame({"patient_id": ["x1", "x2"], "age": [40, 50]}).to_html()
+    found = check(tmp_path, "b.ipynb", notebook({"output_type": "execute_result", "data": {"text/html": raw}},
+                                                {"output_type": "display_data", "data": {"image/png": "iVBOR"}}))
+    assert found["microdata"]["status"] == FAIL and found["notebook-images"]["status"] == REVIEW
+    index = IdentifierIndex.of_values(["x9"])
+    found = check(tmp_path, "c.ipynb", notebook({"output_type": "stream", "text": ["top: x9\n"]}), identifiers=index)
+    assert found["identifier-leak"]["status"] == FAIL
+
+
+def test_figures_models_and_archives(tmp_path):
+    assert check(tmp_path, "f.png", b"\x89PNG....")["figure"]["status"] == REVIEW
+    assert check(tmp_path, "f.svg", "<svg><script>alert(1)</script></svg>")["figure"]["status"] == FAIL
+    assert check(tmp_path, "f.pdf", "%PDF-1.4 /OpenAction << /JS (app.alert(1)) >>")["figure"]["status"] == FAIL
+    assert check(tmp_path, "m.pkl", b"\x80\x04junk")["model"]["status"] == REVIEW
+    refused = check(tmp_path, "a.zip", b"PK\x03\x04")["file-type"]
+    assert refused["status"] == FAIL and "Accepted" in refused["summary"]
+    assert check(tmp_path, "x.exe", b"MZ")["file-type"]["status"] == FAIL
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, content, words", [
+    ("e.csv", b"", "empty"),
+    ("b.csv", b"\x00\x01\x02binary", "binary"),
+    ("l.csv", "région,n\nÎle,30\n".encode("latin-1"), "UTF-8"),
+    ("m.csv", b'g,n\na,30\nb,40,50\n', "line 3"),
+    ("q.csv", b'g,n\n"a,30\n', "malformed"),
+    ("n.ipynb", b"{not json", "not a valid notebook"),
+    ("x.xlsx", b"not a zip", "not a valid Excel"),
+])
+def test_bad_input_gets_a_clear_failing_verdict(tmp_path, name, content, words):
+    found = check(tmp_path, name, content)
+    assert outcome(list(found.values())) == FAIL
+    assert any(words in r["summary"] for r in found.values()), found
+
+
+def test_excel_formulas_and_macros_are_refused(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["g", "n"])
+    book.active.append(["a", "=1+2"])
+    book.save(tmp_path / "f.xlsx")
+    found = {r.rule: r.summary for r in run_checks(tmp_path / "f.xlsx", CheckContext("f.xlsx"))}
+    assert "formula" in found["table-format"] and "B2" in found["table-format"]
+    with zipfile.ZipFile(tmp_path / "m.xlsx", "w") as archive:
+        archive.writestr("xl/vbaProject.bin", b"macro")
+    found = {r.rule: r.summary for r in run_checks(tmp_path / "m.xlsx", CheckContext("m.xlsx"))}
+    assert "macros" in found["table-format"]
+
+
+def test_a_large_csv_is_streamed_with_bounded_memory(tmp_path):
+    """About 300 MB of rows: treated as row-level data, scanned in blocks, memory stays bounded."""
+    path = tmp_path / "big.csv"
+    line = b"".join(b"id%07d,2020-01-01,%d\n" % (i, i % 7) for i in range(100_000))
+    with path.open("wb") as stream:
+        for _ in range(300 * 1024 * 1024 // len(line)):
+            stream.write(line)
+    index = IdentifierIndex.of_values(["id0000042"])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    found = {r.rule: r for r in run_checks(path, CheckContext("big.csv", identifiers=index))}
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert found["table-format"].status == FAIL and "row-level" in found["table-format"].summary
+    assert found["identifier-leak"].status == FAIL
+    assert grown_mb < 120, grown_mb  # the file is 300 MB: it was never held whole
+
+
+# --- the from-the-data entry point --------------------------------------------------------------
+
+def test_crosstab_and_pivot_from_the_rows_flag_cells_by_hand():
+    data = pd.DataFrame({"a": ["x"] * 12 + ["y"] * 3, "b": ["u"] * 11 + ["v"] * 4,
+                         "amt": [100.0] * 10 + [5000.0, 1.0, 1.0, 1.0, 1.0]})
+    # Counts: x/u 11, x/v 1, y/u 0, y/v 3.
+    table = crosstab(data.a, data.b)
+    assert table.table.to_numpy().tolist() == [[11, 1], [0, 3]]
+    assert table.flags == {"threshold": [(0, 1), (1, 0), (1, 1)], "zeros": [(1, 0)]}
+    pivot = pivot_table(data, "a", "b", "amt", "sum")
+    # x/u: 10 x 100 + 5000; the two largest are 5000 + 100 = 85 % (< 90 %), the rest 900 / 5000 = 0.18 (> 0.1).
+    # x/v: one contribution of 1.0 is all of its cell (N-K 100 %, p-ratio 0); y/v: three of 1.0, the two largest
+    # are 67 % and the rest is 1.0 / 1.0 = 1 of the largest: not dominated (but under the threshold).
+    assert pivot.flags["nk-rule"] == [(0, 1)]
+    assert pivot.flags["p-ratio"] == [(0, 1)]
+    assert np.isnan(pivot.table.to_numpy()[1, 0])

@@ -228,3 +228,42 @@ def test_crosstab_and_pivot_from_the_rows_flag_cells_by_hand():
     assert pivot.flags["nk-rule"] == [(0, 1)]
     assert pivot.flags["p-ratio"] == [(0, 1)]
     assert np.isnan(pivot.table.to_numpy()[1, 0])
+
+
+# --- wired into the egress review: checks at submission, on the catalogue's real rows -------------
+
+def test_submission_runs_the_checks_with_the_catalogues_identifiers_and_overrides(catalogue_url, tmp_path):
+    """cardio-risk is granted the demo datasets, whose stand-in Parquet files hold patient ids "a", "b"."""
+    from datasets.db import session_scope
+    from datasets.models import Project
+    from tests.unit.egress_fixtures import make_airlock
+
+    airlock = make_airlock(catalogue_url, tmp_path, data_root=tmp_path / "data", checks_cache=tmp_path / "cache")
+    outputs = tmp_path / "workspaces" / "cardio-risk" / "shared" / "outputs"
+    (outputs / "small.csv").write_text("region,n\n11,4\n84,37\n")
+    (outputs / "leak.csv").write_text("top patient,n\nb,37\n")
+    request = airlock.create("alice", "cardio-risk", "Checks")
+    for name in ("small.csv", "leak.csv"):
+        airlock.add_file("alice", request, f"outputs/{name}", "T", "output", context="c", controls="k")
+    airlock.submit("alice", request)
+    files = {f.name: {c["rule"]: c for c in f.checks} for f in airlock.get("alice", request).files}
+    assert [(c["row"], c["col"]) for c in files["small.csv"]["threshold"]["details"]["cells"]] == [(1, 1)]
+    assert files["small.csv"]["identifier-leak"]["status"] == PASS
+    assert [(c["row"], c["col"]) for c in files["leak.csv"]["identifier-leak"]["details"]["cells"]] == [(1, 0)]
+    assert list((tmp_path / "cache" / "identifiers").glob("*.npy"))  # built once per dataset version, cached
+    with session_scope(catalogue_url) as session:
+        session.get(Project, "cardio-risk").disclosure_rules = {"threshold": 40}
+    second = airlock.create("alice", "cardio-risk", "Stricter")
+    airlock.add_file("alice", second, "outputs/small.csv", "T", "output", context="c", controls="k")
+    airlock.submit("alice", second)
+    found = {c["rule"]: c for c in airlock.get("alice", second).files[0].checks}
+    assert [(c["row"], c["col"]) for c in found["threshold"]["details"]["cells"]] == [(1, 1), (2, 1)]
+
+
+def test_the_demo_catalogue_carries_a_projects_overrides(catalogue_url):
+    from datasets.db import session_scope
+    from datasets.models import Project
+
+    with session_scope(catalogue_url) as session:
+        rules = session.get(Project, "diabetes-outcomes").disclosure_rules
+    assert Params.from_overrides(rules).threshold == 11

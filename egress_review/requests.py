@@ -419,20 +419,26 @@ class Airlock:
         if total > self.limits.max_request_bytes:
             raise BadInput(M("The request's files add up to {total} bytes, over the limit of {limit}; split it or "
                              "export smaller summaries.", total=total, limit=self.limits.max_request_bytes))
-        return request.state, pending, self._check_inputs(session, request)
+        return request.state, pending, self._check_inputs(session, request.project_slug)
 
     # --- automatic checks ---------------------------------------------------------------------
 
-    def _check_inputs(self, session: Session, request: ExportRequest) -> _CheckInputs:
+    def check_context_of(self, project: str) -> tuple[list[checks.CheckResult], checks.CheckContext]:
+        """The checks' context for a project, as at submission (``tre check --project``)."""
+        if self._tx(lambda session: session.get(Project, project)) is None:
+            raise NotFound(M("No project {project} in the catalogue.", project=project))
+        return self._check_context(self._tx(self._check_inputs, project))
+
+    def _check_inputs(self, session: Session, project_slug: str) -> _CheckInputs:
         """What the rules need from the catalogue, read in the submission's transaction."""
-        project = session.get(Project, request.project_slug)
-        grants = session.scalars(select(Grant).where(Grant.project_slug == request.project_slug)).all()
+        project = session.get(Project, project_slug)
+        grants = session.scalars(select(Grant).where(Grant.project_slug == project_slug)).all()
         datasets = tuple(sorted({(g.dataset_slug, g.dataset_version, g.dataset.storage_path,
                                   tuple(identifying_columns(g.dataset.columns or [])))
                                  for g in grants if g.in_force(self.today())}))
         earlier = session.execute(
             select(ExportRequest.id, RequestFile.path, RequestFile.sha256).join(RequestFile.request)
-            .where(ExportRequest.project_slug == request.project_slug, ExportRequest.state == S.RELEASED,
+            .where(ExportRequest.project_slug == project_slug, ExportRequest.state == S.RELEASED,
                    RequestFile.kind == FileKind.OUTPUT, RequestFile.sha256.is_not(None))
             .order_by(ExportRequest.id)).all()
         released = tuple(checks.Released(f"request {rid}, {path}", self.store.path_of(sha), Path(path).name)

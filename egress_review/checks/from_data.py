@@ -95,13 +95,17 @@ def pivot_table(data: pd.DataFrame, index: str, columns: str, values: str, aggfu
         p = np.where(np.isnan(p), 1.0, p) < params.p_ratio
     shape = (nr, nc)
     flags: dict[str, list[Cell]] = {"threshold": _cells(pd.DataFrame((count < params.threshold).reshape(shape)))}
-    if negative.sum() > 0:
+    if aggs == ["count"]:  # a table of counts: ACRO checks its threshold and zeros, as for a crosstab
+        if params.zeros_are_disclosive:
+            flags["zeros"] = _cells(pd.DataFrame((count == 0).reshape(shape)))
+    elif negative.sum() > 0:
         flags["negative"] = _cells(pd.DataFrame((negative > 0).reshape(shape)))
     else:
         flags["nk-rule"] = _cells(pd.DataFrame((nk & (count > 0)).reshape(shape)))
         flags["p-ratio"] = _cells(pd.DataFrame((p & (count > 0)).reshape(shape)))
     stats = {"mean": lambda: np.where(count > 0, total / np.where(count > 0, count, 1), np.nan),
-             "sum": lambda: np.where(count > 0, total, np.nan), "count": lambda: count}
+             "sum": lambda: np.where(count > 0, total, np.nan),
+             "count": lambda: np.where(count > 0, count, np.nan)}  # as pandas: an empty cell is NaN
     frames = []
     for name in aggs:
         if name not in stats:

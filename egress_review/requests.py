@@ -467,7 +467,7 @@ class Airlock:
     def _index_of(self, slug: str, version: str, storage_path: str, columns: tuple[str, ...]) -> IdentifierIndex:
         """One dataset version's index: built once from its Parquet files, then read from the cache."""
         assert self.data_root is not None
-        cache = (self.checks_cache or self.data_root / ".checks") / "identifiers" / f"{slug}@{version}.npy"
+        cache = (self.checks_cache or self.data_root / ".checks") / "identifiers" / f"{slug}@{version}.arrow"
         if cache.exists():
             return IdentifierIndex.load(cache)
         folder = self.data_root / storage_path

@@ -12,7 +12,7 @@ def check(
     paths: Annotated[list[Path], typer.Argument(help="Files to check (tables, notebooks, figures, models, text).")],
     project: Annotated[Optional[str], typer.Option(help="Use this project's parameters, identifier index and "
                                                        "earlier releases from the catalogue.")] = None,
-    index: Annotated[Optional[Path], typer.Option(help="An identifier index (.npy) when no project is given.")] = None,
+    index: Annotated[Optional[Path], typer.Option(help="An identifier index (.arrow) when no project is given.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run the egress review's automatic disclosure checks on files, before submitting or to re-run them."""

@@ -1,7 +1,7 @@
 """``tre check PATH...``: the same rules as the egress review, on the command line.
 
 Standalone (argparse, no catalogue) so that it runs anywhere the package is copied, e.g. in a
-workspace: ``python -m egress_review.checks.cli results/*.csv [--index identifiers.npy] [--json]``.
+workspace: ``python -m egress_review.checks.cli results/*.csv [--index identifiers.arrow] [--json]``.
 In the hub's ``tre`` CLI, ``tre check`` adds ``--project`` (the project's overrides, identifier
 index and earlier releases from the catalogue). The exit status is 0 when every file passes, 2 when
 one needs review and 1 when one fails, so a script can stop before submitting.
@@ -55,7 +55,7 @@ def render(report: dict[str, list[dict]], as_json: bool) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tre check", description="Automatic disclosure checks of output files.")
     parser.add_argument("paths", nargs="+", type=Path, help="files to check")
-    parser.add_argument("--index", type=Path, help="an identifier index (.npy) to scan for identifier leaks")
+    parser.add_argument("--index", type=Path, help="an identifier index (.arrow) to scan for identifier leaks")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     identifiers = IdentifierIndex.load(args.index) if args.index else None

@@ -38,8 +38,8 @@ def test_tre_check_with_a_project_uses_the_catalogue(catalogue_url, tmp_path, mo
 
 
 def test_the_standalone_entry_scans_with_an_index_file(tmp_path, capsys):
-    IdentifierIndex.of_values(["P42"]).save(tmp_path / "ids.npy")
+    IdentifierIndex.of_values(["P42"]).save(tmp_path / "ids.arrow")
     (tmp_path / "notes.txt").write_text("outlier: P42\n")
-    assert standalone.main([str(tmp_path / "notes.txt"), "--index", str(tmp_path / "ids.npy")]) == 1
+    assert standalone.main([str(tmp_path / "notes.txt"), "--index", str(tmp_path / "ids.arrow")]) == 1
     assert "identifier-leak" in capsys.readouterr().out
     assert standalone.main([str(tmp_path / "absent.csv")]) == 1

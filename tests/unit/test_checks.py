@@ -267,3 +267,12 @@ def test_the_demo_catalogue_carries_a_projects_overrides(catalogue_url):
     with session_scope(catalogue_url) as session:
         rules = session.get(Project, "diabetes-outcomes").disclosure_rules
     assert Params.from_overrides(rules).threshold == 11
+
+
+def test_a_semicolon_csv_is_read_and_shown_with_the_same_cells(tmp_path):
+    from egress_review.render import table_rows
+
+    found = check(tmp_path, "fr.csv", "région;effectif\n11;4\n84;37\n")
+    assert cells(found["threshold"]) == [(1, 1)]
+    rows, _ = table_rows(tmp_path / "fr.csv", "fr.csv")
+    assert rows[1][1] == "4"

@@ -105,11 +105,7 @@ def _csv_rows(path: Path, delimiter: str | None) -> list[list[str]]:
         raise Unreadable(f"The file holds {size} bytes, far more than a summary table; it was treated as "
                          f"row-level data.")
     text = decode(path.read_bytes())
-    if delimiter is None:
-        try:
-            delimiter = csv.Sniffer().sniff(text[:SNIFF_BYTES], delimiters=",;\t|").delimiter
-        except csv.Error:
-            delimiter = ","
+    delimiter = delimiter or sniff_delimiter(text)
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
     except csv.Error as error:
@@ -121,6 +117,14 @@ def _csv_rows(path: Path, delimiter: str | None) -> list[list[str]]:
         raise Unreadable(f"The CSV is malformed: line {line} has {len(rows[line - 1])} fields where the first "
                          f"line has {first}; export the table again.")
     return rows
+
+
+def sniff_delimiter(text: str) -> str:
+    """The CSV's delimiter: a comma, or the semicolon French spreadsheets write, a tab, a bar."""
+    try:
+        return csv.Sniffer().sniff(text[:SNIFF_BYTES], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
 
 
 def _excel_rows(path: Path, ext: str) -> list[list[str]]:

@@ -54,7 +54,8 @@ STATE_TEXT = {
 DECISION_TEXT = {"approve": "Approve", "reject": "Reject", "changes_requested": "Changes requested"}
 KIND_TEXT = {"output": "Output (to release)", "supporting": "Supporting (for the checkers only)"}
 OUTCOME_TEXT = {"pass": "Pass", "review": "Needs review", "fail": "Fail"}
-VOCABULARY = (*STATE_TEXT.values(), *DECISION_TEXT.values(), *KIND_TEXT.values(), *OUTCOME_TEXT.values())
+VOCABULARY = (*STATE_TEXT.values(), *DECISION_TEXT.values(), *KIND_TEXT.values(), *OUTCOME_TEXT.values(),
+              *checks.DESCRIPTIONS.values())
 
 
 class Site:
@@ -78,7 +79,7 @@ class Site:
         return self.templates.get_template(template).render(
             _=text, lang=language, prefix=self.prefix, hub_prefix=self.hub_prefix, STATE_TEXT=STATE_TEXT,
             DECISION_TEXT=DECISION_TEXT, KIND_TEXT=KIND_TEXT, view_kind=render.view_kind, OUTCOME_TEXT=OUTCOME_TEXT,
-            outcome=checks.outcome, **values)
+            outcome=checks.outcome, CHECK_TEXT=checks.DESCRIPTIONS, **values)
 
 
 class Base(HubOAuthenticated, RequestHandler):

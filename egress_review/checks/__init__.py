@@ -80,6 +80,29 @@ def outcome(results: list[dict[str, Any]] | list[CheckResult]) -> str:
     return max(statuses, key=_RANK.__getitem__, default=PASS)
 
 
+# Each rule's id and what it checks, in words a checker understands (shown on the review page).
+DESCRIPTIONS: dict[str, str] = {
+    "threshold": "Minimum cell count: every count must be at least the threshold (10 by default).",
+    "zeros": "Zeros: a zero count discloses that nobody in the group has the attribute.",
+    "negative": "Negative values: counts cannot be negative; a checker must see what they are.",
+    "statistics": "Statistics without counts: means or sums whose number of contributors is unknown.",
+    "rounding": "Rounding: whether every count is a multiple of 5 or 10.",
+    "microdata": "Row-level data: many rows with identifiers, dates of birth, exact dates or free text.",
+    "differencing": "Differencing: subtracting this table from one released earlier reveals a small group.",
+    "identifier-leak": "Identifier leak: a value of an identifying column of the project's datasets.",
+    "table-format": "Table format: the file must be a readable table (UTF-8 CSV, XLSX without formulas or macros, "
+                    "Parquet).",
+    "file-type": "File type: archives and unknown types are refused.",
+    "notebook": "Notebook: every output is checked; invalid notebooks are refused.",
+    "notebook-images": "Notebook images: images in outputs go to human review.",
+    "figure": "Figure: human review; SVG or PDF with scripts is refused.",
+    "model": "Model: never loaded by the service; human review.",
+    "text": "Text: read by a checker.",
+    "acro": "ACRO: the verdicts of ACRO's own checks (results.json).",
+    "parameters": "Parameters: the project's overrides of the rules' parameters.",
+    "engine": "Engine: a check that could not read the file.",
+}
+
 Rule = Callable[[Path, CheckContext], list[CheckResult]]
 RULES: list[Rule] = []
 

@@ -276,3 +276,13 @@ def test_a_semicolon_csv_is_read_and_shown_with_the_same_cells(tmp_path):
     assert cells(found["threshold"]) == [(1, 1)]
     rows, _ = table_rows(tmp_path / "fr.csv", "fr.csv")
     assert rows[1][1] == "4"
+
+
+def test_every_rule_has_a_description_for_the_checkers():
+    import re
+
+    from egress_review.checks import DESCRIPTIONS
+
+    source = "".join(p.read_text() for p in (Path(__file__).resolve().parents[2] / "egress_review" / "checks").glob("*.py"))
+    rules = set(re.findall(r'result\("([a-z-]+)"', source)) | set(re.findall(r'CheckResult\("([a-z-]+)"', source))
+    assert len(rules) > 15 and rules <= set(DESCRIPTIONS), rules - set(DESCRIPTIONS)

@@ -286,3 +286,25 @@ def test_every_rule_has_a_description_for_the_checkers():
     source = "".join(p.read_text() for p in (Path(__file__).resolve().parents[2] / "egress_review" / "checks").glob("*.py"))
     rules = set(re.findall(r'result\("([a-z-]+)"', source)) | set(re.findall(r'CheckResult\("([a-z-]+)"', source))
     assert len(rules) > 15 and rules <= set(DESCRIPTIONS), rules - set(DESCRIPTIONS)
+
+
+def test_a_table_differing_from_an_earlier_release_by_a_small_count_is_flagged(catalogue_url, tmp_path):
+    """Request 1 releases readmissions by region (42, 37); a later table of the same cells with 40 and 37
+    reveals a group of 2 by subtraction, so the differencing rule names the earlier release."""
+    from tests.unit.egress_fixtures import make_airlock, submitted_request
+
+    airlock = make_airlock(catalogue_url, tmp_path)
+    first = submitted_request(airlock, supporting=False)
+    table_id = airlock.get("alice", first).files[0].id
+    for checker in ("carol", "dave"):
+        airlock.review(checker, first, {table_id: "approve"})
+    assert airlock.release("carol", first) == ["table.csv"]
+    outputs = tmp_path / "workspaces" / "cardio-risk" / "shared" / "outputs"
+    (outputs / "subset.csv").write_text("region,readmissions\n11,40\n84,37\n")
+    second = airlock.create("alice", "cardio-risk", "Subset")
+    airlock.add_file("alice", second, "outputs/subset.csv", "T", "output", context="c", controls="k")
+    airlock.submit("alice", second)
+    found = {c["rule"]: c for c in airlock.get("alice", second).files[0].checks}
+    assert found["differencing"]["status"] == FAIL
+    assert cells(found["differencing"]) == [(1, 1)]
+    assert found["differencing"]["details"]["earlier"] == f"request {first}, outputs/table.csv"

@@ -11,6 +11,7 @@ leaves the request as it was or fully submitted. Emails go out after the commit,
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import logging
 import zipfile
@@ -27,6 +28,7 @@ from datasets.audit import AuditAction
 from datasets.db import session_scope
 from datasets.models import Grant, Membership, Person, Project, STARTABLE_STATUSES
 from egress_review import checks, permissions, release
+from egress_review.checks import strip
 from egress_review.checks import tables as check_tables
 from egress_review.checks.identifiers import IdentifierIndex, identifying_columns
 from egress_review.checks.params import Params
@@ -628,7 +630,26 @@ class Airlock:
                        "reviews": [{"reviewer": r.reviewer, "decision": r.decision.value, "at": _iso(r.at)}
                                    for r in f.reviews]} for f in outputs],
         }
-        return record, {f.name: self.store.path_of(f.sha256) for f in outputs}
+        files = {f.name: self.store.path_of(f.sha256) for f in outputs}
+        for entry in record["files"]:
+            self._strip_metadata(entry, files)
+        return record, files
+
+    def _strip_metadata(self, entry: dict[str, Any], files: dict[str, Path]) -> None:
+        """Release an image without its metadata (EXIF, text chunks): the record keeps both digests."""
+        source = files[entry["name"]]
+        data = source.read_bytes() if Path(entry["name"]).suffix.lower() in (".png", ".jpg", ".jpeg") else None
+        if data is None or (clean := strip.stripped(data, entry["name"])) == data:
+            return
+        digest = hashlib.sha256(clean).hexdigest()
+        target = self.store.releases / ".stripped" / f"{digest}{Path(entry['name']).suffix.lower()}"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            partial.write_bytes(clean)
+            partial.replace(target)
+        entry["released_sha256"], entry["metadata_stripped"] = digest, True
+        files[entry["name"]] = target
 
     def resume_releases(self) -> list[int]:
         """Finish releases a crash interrupted between approval and copy (run at start)."""

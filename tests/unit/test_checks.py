@@ -308,3 +308,50 @@ def test_a_table_differing_from_an_earlier_release_by_a_small_count_is_flagged(c
     assert found["differencing"]["status"] == FAIL
     assert cells(found["differencing"]) == [(1, 1)]
     assert found["differencing"]["details"]["earlier"] == f"request {first}, outputs/table.csv"
+
+
+def tiny_png(*extra_chunks: tuple[bytes, bytes]) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+    pixels = chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+    return b"\x89PNG\r\n\x1a\n" + header + b"".join(chunk(k, v) for k, v in extra_chunks) + pixels + chunk(b"IEND", b"")
+
+
+def test_image_metadata_is_stripped_and_the_pixels_kept():
+    from egress_review.checks.strip import stripped
+
+    clean = tiny_png()
+    tagged = tiny_png((b"tEXt", b"Author\x00Alice Martin"), (b"eXIf", b"MM\x00*GPS"))
+    assert stripped(tagged, "f.png") == clean
+    jpeg = (b"\xff\xd8" + b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+            + b"\xff\xe1\x00\x0cExif\x00\x00GPS!" + b"\xff\xfe\x00\x07Alice" + b"\xff\xda\x00\x02pixels\xff\xd9")
+    out = stripped(jpeg, "f.JPG")
+    assert b"Exif" not in out and b"Alice" not in out and b"JFIF" in out and out.endswith(b"pixels\xff\xd9")
+    assert stripped(b"not a png", "f.png") == b"not a png"
+
+
+def test_a_released_image_has_no_metadata_and_its_release_verifies(catalogue_url, tmp_path):
+    from egress_review import release
+    from tests.unit.egress_fixtures import make_airlock
+
+    airlock = make_airlock(catalogue_url, tmp_path)
+    outputs = tmp_path / "workspaces" / "cardio-risk" / "shared" / "outputs"
+    (outputs / "figure.png").write_bytes(tiny_png((b"tEXt", b"Author\x00Alice Martin")))
+    request = airlock.create("alice", "cardio-risk", "Figure")
+    airlock.add_file("alice", request, "outputs/figure.png", "F", "output", context="c", controls="k")
+    airlock.submit("alice", request)
+    figure = airlock.get("alice", request).files[0]
+    assert {c["rule"]: c["status"] for c in figure.checks} == {"figure": REVIEW}
+    for checker in ("carol", "dave"):
+        airlock.review(checker, request, {figure.id: "approve"})
+    airlock.release("carol", request)
+    folder = airlock.store.releases / str(request)
+    assert (folder / "figure.png").read_bytes() == tiny_png()
+    record = json.loads((folder / "decision.json").read_text())
+    assert record["files"][0]["sha256"] == figure.sha256 and record["files"][0]["metadata_stripped"] is True
+    assert release.verify_release(folder, release.public_key(tmp_path / "secrets")).ok

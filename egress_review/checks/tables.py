@@ -21,7 +21,7 @@ from pathlib import Path
 from egress_review.checks import FAIL, PASS, REVIEW, CheckContext, CheckResult, Released, result
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xlsm", ".xls", ".parquet"}
-MAX_TABLE_BYTES = 64 * 1024 * 1024  # larger is never a summary table: only streamed rules run
+MAX_TABLE_BYTES = 8 * 1024 * 1024  # larger is never a summary table: only streamed rules run
 SNIFF_BYTES = 64 * 1024
 IDENTIFIER_NAMES = re.compile(r"(^|_)(id|ids|nir|ipp|patient|patient_id|person|stay_id|nom|name|prenom|email|"
                               r"address|adresse|phone|telephone|postcode|code_postal|zip)($|_)", re.I)

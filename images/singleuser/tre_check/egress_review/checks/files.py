@@ -65,7 +65,7 @@ def check_figure(path: Path, ext: str) -> CheckResult:
             return result("figure", FAIL, f"The {ext[1:].upper()} contains scripts or active content; export the "
                           f"figure again as a plain image.")
     return result("figure", REVIEW, "Figures go to human review: check that no point, label or small group "
-                  "identifies anyone. Metadata is to be stripped from released images.")
+                  "identifies anyone. Metadata (EXIF, text) is stripped from released PNG and JPEG files.")
 
 
 class _Tables(HTMLParser):

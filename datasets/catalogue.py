@@ -231,6 +231,8 @@ class ProjectEntry(_Strict):
     status: ProjectStatus = ProjectStatus.REQUESTED
     mem_limit: str | None = None
     cpu_limit: float | None = None
+    # Overrides of the automatic disclosure checks' parameters, e.g. {threshold: 20}; checked by the egress service.
+    disclosure_rules: dict[str, int | float | bool] = {}
     members: list[MemberEntry] = []
     grants: list[GrantEntry] = []
 
@@ -335,7 +337,8 @@ def load_catalogue(session: Session, catalogue: CatalogueFile, data_root: Path) 
     for entry in catalogue.projects:
         project = session.get(Project, entry.slug) or Project(slug=entry.slug)
         for field in ("title", "lay_summary", "purpose", "public_interest", "principal_investigator",
-                      "approval_reference", "starts_on", "ends_on", "status", "mem_limit", "cpu_limit"):
+                      "approval_reference", "starts_on", "ends_on", "status", "mem_limit", "cpu_limit",
+                      "disclosure_rules"):
             setattr(project, field, getattr(entry, field))
         # Reuse rows with the same key, so that reloading the file updates instead of clashing.
         members = {m.username: m for m in project.memberships}

@@ -693,3 +693,18 @@ def datasets_show(slug: str) -> None:
         console.print(table)
         for name, digest in dataset.file_hashes.items():
             console.print(f"  {name}  sha256 {digest}")
+
+
+def _add_plugin_commands() -> None:
+    """Commands other packages add to ``tre`` through the ``tre.commands`` entry-point group.
+
+    Each entry point names a function, registered as a command under the entry point's name (e.g.
+    ``check`` from ``egress_review``), so ``datasets`` never imports the packages built on it.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="tre.commands"):
+        app.command(entry.name)(entry.load())
+
+
+_add_plugin_commands()

@@ -104,6 +104,9 @@ class Project(Base):
     image: Mapped[AnalysisImage | None] = relationship(back_populates="projects")
     # Independent output-checker reviews an export request needs; never fewer than two.
     egress_reviews_required: Mapped[int] = mapped_column(default=2, server_default="2")
+    # Overrides of the automatic disclosure checks' parameters (egress_review.checks.params), e.g.
+    # {"threshold": 20}; {} keeps ACRO's defaults.
+    disclosure_rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="project", cascade="all, delete-orphan"

@@ -31,7 +31,8 @@ def airlock_from(settings: TRESettings) -> Airlock:
                    store=Store(settings.egress_root, slow_freeze=settings.egress_test_slow_freeze),
                    secrets_dir=settings.secrets_dir,
                    limits=Limits(settings.egress_max_file_bytes, settings.egress_max_request_bytes),
-                   notify=notify.from_settings(settings))
+                   notify=notify.from_settings(settings), data_root=settings.data_root,
+                   checks_cache=settings.home / "checks")
 
 
 async def serve() -> None:

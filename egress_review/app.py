@@ -25,7 +25,7 @@ from markupsafe import Markup
 from tornado.web import Application, HTTPError, RequestHandler
 
 from datasets.i18n import negotiate, translate
-from egress_review import render
+from egress_review import checks, render
 from egress_review.requests import Airlock, BadInput, Forbidden, NotFound
 from egress_review.store import PathRefused
 from egress_review.text import said_in
@@ -53,7 +53,9 @@ STATE_TEXT = {
 }
 DECISION_TEXT = {"approve": "Approve", "reject": "Reject", "changes_requested": "Changes requested"}
 KIND_TEXT = {"output": "Output (to release)", "supporting": "Supporting (for the checkers only)"}
-VOCABULARY = (*STATE_TEXT.values(), *DECISION_TEXT.values(), *KIND_TEXT.values())
+OUTCOME_TEXT = {"pass": "Pass", "review": "Needs review", "fail": "Fail"}
+VOCABULARY = (*STATE_TEXT.values(), *DECISION_TEXT.values(), *KIND_TEXT.values(), *OUTCOME_TEXT.values(),
+              *checks.DESCRIPTIONS.values())
 
 
 class Site:
@@ -76,7 +78,8 @@ class Site:
 
         return self.templates.get_template(template).render(
             _=text, lang=language, prefix=self.prefix, hub_prefix=self.hub_prefix, STATE_TEXT=STATE_TEXT,
-            DECISION_TEXT=DECISION_TEXT, KIND_TEXT=KIND_TEXT, view_kind=render.view_kind, **values)
+            DECISION_TEXT=DECISION_TEXT, KIND_TEXT=KIND_TEXT, view_kind=render.view_kind, OUTCOME_TEXT=OUTCOME_TEXT,
+            outcome=checks.outcome, CHECK_TEXT=checks.DESCRIPTIONS, **values)
 
 
 class Base(HubOAuthenticated, RequestHandler):
@@ -445,8 +448,20 @@ class ReviewPage(Page):
                     entry["rows"], entry["more"] = await self.site.run(render.table_rows, path, f.name)
                 else:
                     entry["text"], entry["more"] = await self.site.run(render.text_of, path)
+            entry["flagged"] = flagged_cells(f.checks)
             shown[f.id] = entry
         self.show("review.html", request=view, shown=shown, done=self.get_query_argument("done", ""))
+
+
+def flagged_cells(results: list[dict[str, Any]]) -> dict[tuple[int, int], list[str]]:
+    """The cells each failing or to-review rule names, for highlighting: (row, column) to rule ids."""
+    cells: dict[tuple[int, int], list[str]] = {}
+    for found in results:
+        if found.get("status") == "pass":
+            continue
+        for cell in (found.get("details") or {}).get("cells", []):
+            cells.setdefault((int(cell["row"]), int(cell["col"])), []).append(found["rule"])
+    return cells
 
 
 class FileContent(Page):

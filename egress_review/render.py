@@ -12,6 +12,8 @@ import csv
 import io
 from pathlib import Path
 
+from egress_review.checks.tables import sniff_delimiter
+
 TABLES = {".csv": ",", ".tsv": "\t"}
 IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 TEXTS = {".txt", ".md", ".py", ".r", ".do", ".sas", ".sql", ".log", ".json", ".yaml", ".yml", ".html", ".htm",
@@ -41,9 +43,13 @@ def view_kind(name: str) -> str:
 
 def table_rows(path: Path, name: str) -> tuple[list[list[str]], bool]:
     """The first rows of a table (and whether there were more); cells are escaped when rendered."""
+    delimiter = TABLES[suffix(name)]
+    if delimiter == ",":  # the delimiter the automatic checks read, so highlighted cells line up
+        with path.open(encoding="utf-8", errors="replace") as stream:
+            delimiter = sniff_delimiter(stream.read(64 * 1024))
     with path.open(newline="", encoding="utf-8", errors="replace") as stream:
         rows = []
-        for number, row in enumerate(csv.reader(stream, delimiter=TABLES[suffix(name)])):
+        for number, row in enumerate(csv.reader(stream, delimiter=delimiter)):
             if number >= MAX_ROWS:
                 return rows, True
             rows.append(row)

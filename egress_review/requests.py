@@ -11,11 +11,12 @@ leaves the request as it was or fully submitted. Emails go out after the commit,
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import logging
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,8 +26,12 @@ from sqlalchemy.orm import Session
 from datasets import audit
 from datasets.audit import AuditAction
 from datasets.db import session_scope
-from datasets.models import AuditEvent, Membership, Person, Project, STARTABLE_STATUSES
+from datasets.models import AuditEvent, Grant, Membership, Person, Project, STARTABLE_STATUSES
 from egress_review import checks, permissions, release
+from egress_review.checks import strip
+from egress_review.checks import tables as check_tables
+from egress_review.checks.identifiers import IdentifierIndex, identifying_columns
+from egress_review.checks.params import Params
 from egress_review.models import (Comment, Decision, ExportRequest, FileGroup, FileKind, RequestFile,
                                   RequestState, Review)
 from egress_review.permissions import Actor, RequestFacts
@@ -115,8 +120,12 @@ class Airlock:
 
     def __init__(self, database_url: str, *, workspaces_root: Path, store: Store, secrets_dir: Path,
                  limits: Limits, notify: Callable[[list[str], str, str], None] | None = None,
-                 today: Callable[[], dt.date] = dt.date.today) -> None:
+                 today: Callable[[], dt.date] = dt.date.today, data_root: Path | None = None,
+                 checks_cache: Path | None = None) -> None:
         self.url = database_url
+        # Where the granted datasets are (for the identifier index) and where their indexes are cached.
+        self.data_root = data_root
+        self.checks_cache = checks_cache
         self.workspaces_root = workspaces_root
         self.store = store
         self.secrets_dir = secrets_dir
@@ -377,15 +386,19 @@ class Airlock:
     def submit(self, username: str, request_id: int) -> str:
         """Freeze every file not yet frozen, then record digests and state in one commit."""
         request_facts = self._tx(self._plan_submission, username, request_id)
-        state, pending = request_facts
+        state, pending, inputs = request_facts
         frozen: dict[int, tuple[str, int, list[dict[str, Any]]]] = {}
+        extra, check_context = self._check_context(inputs) if pending else ([], None)
         for file_id, path, context in pending:
             try:
                 done = self.store.freeze(self.workspace(context.project), path, self.limits.max_file_bytes)
             except PathRefused as refused:
                 raise BadInput(refused.args[0]) from None
-            results = [r.as_dict() for r in checks.run_checks(self.store.path_of(done.sha256), context.check)]
-            frozen[file_id] = (done.sha256, done.size, results)
+            file_context = replace(check_context, filename=context.check.filename, kind=context.check.kind,
+                                   group_context=context.check.group_context,
+                                   group_controls=context.check.group_controls)
+            found = checks.run_checks(self.store.path_of(done.sha256), file_context) + extra
+            frozen[file_id] = (done.sha256, done.size, [r.as_dict() for r in found])
         total = self._tx(self._commit_submission, username, request_id, state, frozen)
         self._tell_checkers(request_id, total)
         return total
@@ -418,7 +431,68 @@ class Airlock:
         if total > self.limits.max_request_bytes:
             raise BadInput(M("The request's files add up to {total} bytes, over the limit of {limit}; split it or "
                              "export smaller summaries.", total=total, limit=self.limits.max_request_bytes))
-        return request.state, pending
+        return request.state, pending, self._check_inputs(session, request.project_slug)
+
+    # --- automatic checks ---------------------------------------------------------------------
+
+    def check_context_of(self, project: str) -> tuple[list[checks.CheckResult], checks.CheckContext]:
+        """The checks' context for a project, as at submission (``tre check --project``)."""
+        if self._tx(lambda session: session.get(Project, project)) is None:
+            raise NotFound(M("No project {project} in the catalogue.", project=project))
+        return self._check_context(self._tx(self._check_inputs, project))
+
+    def _check_inputs(self, session: Session, project_slug: str) -> _CheckInputs:
+        """What the rules need from the catalogue, read in the submission's transaction."""
+        project = session.get(Project, project_slug)
+        grants = session.scalars(select(Grant).where(Grant.project_slug == project_slug)).all()
+        datasets = tuple(sorted({(g.dataset_slug, g.dataset_version, g.dataset.storage_path,
+                                  tuple(identifying_columns(g.dataset.columns or [])))
+                                 for g in grants if g.in_force(self.today())}))
+        earlier = session.execute(
+            select(ExportRequest.id, RequestFile.path, RequestFile.sha256).join(RequestFile.request)
+            .where(ExportRequest.project_slug == project_slug, ExportRequest.state == S.RELEASED,
+                   RequestFile.kind == FileKind.OUTPUT, RequestFile.sha256.is_not(None))
+            .order_by(ExportRequest.id)).all()
+        released = tuple(checks.Released(f"request {rid}, {path}", self.store.path_of(sha), Path(path).name)
+                         for rid, path, sha in earlier if Path(path).suffix.lower() in check_tables.TABLE_SUFFIXES)
+        return _CheckInputs(dict(project.disclosure_rules or {}) if project else {}, datasets, released)
+
+    def _check_context(self, inputs: _CheckInputs) -> tuple[list[checks.CheckResult], checks.CheckContext]:
+        """The project's parameters, identifier index and earlier releases; a problem is a review note."""
+        notes: list[checks.CheckResult] = []
+        try:
+            params = Params.from_overrides(inputs.rules)
+        except ValueError as wrong:
+            params = Params()
+            notes.append(checks.result("parameters", checks.REVIEW, f"The project's disclosure_rules are wrong "
+                                       f"({wrong}); ACRO's defaults were used. Ask a data steward to fix them."))
+        identifiers = None
+        if inputs.datasets and self.data_root is not None:
+            try:
+                identifiers = IdentifierIndex.merge(self._index_of(*d) for d in inputs.datasets)
+            except Exception as error:  # noqa: BLE001 - a missing dataset file must not block the request
+                log.exception("Identifier index not built")
+                notes.append(checks.result("identifier-leak", checks.REVIEW, f"The identifier index of the project's "
+                                           f"datasets could not be built ({error}); check identifiers by hand."))
+        return notes, checks.CheckContext("", params=params, identifiers=identifiers, released=inputs.released)
+
+    def _index_of(self, slug: str, version: str, storage_path: str, columns: tuple[str, ...]) -> IdentifierIndex:
+        """One dataset version's index: built once from its Parquet files, then read from the cache."""
+        assert self.data_root is not None
+        cache = (self.checks_cache or self.data_root / ".checks") / "identifiers" / f"{slug}@{version}.arrow"
+        if cache.exists():
+            return IdentifierIndex.load(cache)
+        folder = self.data_root / storage_path
+        sources = []
+        for path in sorted(folder.glob("*.parquet")):
+            import pyarrow.parquet as pq
+
+            present = set(pq.read_schema(path).names)
+            sources.append((path, [c for c in columns if c in present]))
+        index = IdentifierIndex.from_parquet(sources)
+        index.save(cache)
+        log.info("Identifier index of %s@%s: %d values", slug, version, len(index))
+        return index
 
     def _commit_submission(self, session: Session, username: str, request_id: int, was: S,
                            frozen: dict[int, tuple[str, int, list[dict[str, Any]]]]) -> str:
@@ -440,8 +514,8 @@ class Airlock:
         else:
             self._move(session, request, Step.SUBMIT, S.SUBMITTED, submitted_at=_now())
         self._audit(session, actor, AuditAction.EGRESS_SUBMITTED, request, state=request.state.value,
-                    files=[{"id": f.id, "path": f.path, "kind": f.kind.value, "sha256": f.sha256, "size": f.size}
-                           for f in request.files])
+                    files=[{"id": f.id, "path": f.path, "kind": f.kind.value, "sha256": f.sha256, "size": f.size,
+                            "checks": checks.outcome(f.checks or [])} for f in request.files])
         return request.state.value
 
     def withdraw(self, username: str, request_id: int) -> None:
@@ -572,7 +646,26 @@ class Airlock:
                        "reviews": [{"reviewer": r.reviewer, "decision": r.decision.value, "at": _iso(r.at)}
                                    for r in f.reviews]} for f in outputs],
         }
-        return record, {f.name: self.store.path_of(f.sha256) for f in outputs}
+        files = {f.name: self.store.path_of(f.sha256) for f in outputs}
+        for entry in record["files"]:
+            self._strip_metadata(entry, files)
+        return record, files
+
+    def _strip_metadata(self, entry: dict[str, Any], files: dict[str, Path]) -> None:
+        """Release an image without its metadata (EXIF, text chunks): the record keeps both digests."""
+        source = files[entry["name"]]
+        data = source.read_bytes() if Path(entry["name"]).suffix.lower() in (".png", ".jpg", ".jpeg") else None
+        if data is None or (clean := strip.stripped(data, entry["name"])) == data:
+            return
+        digest = hashlib.sha256(clean).hexdigest()
+        target = self.store.releases / ".stripped" / f"{digest}{Path(entry['name']).suffix.lower()}"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            partial.write_bytes(clean)
+            partial.replace(target)
+        entry["released_sha256"], entry["metadata_stripped"] = digest, True
+        files[entry["name"]] = target
 
     def resume_releases(self) -> list[int]:
         """Finish releases a crash interrupted between approval and copy (run at start)."""
@@ -678,6 +771,15 @@ class Airlock:
 class _Pending:
     project: str
     check: checks.CheckContext
+
+
+@dataclass(frozen=True)
+class _CheckInputs:
+    """The catalogue's part of the checks: overrides, granted dataset versions, earlier releases."""
+
+    rules: dict[str, Any]
+    datasets: tuple[tuple[str, str, str, tuple[str, ...]], ...]  # slug, version, storage path, columns
+    released: tuple[checks.Released, ...]
 
 
 def _facts(request: ExportRequest) -> RequestFacts:

@@ -186,7 +186,9 @@ def test_the_signed_decision_record_verifies_and_tampering_fails(airlock, tmp_pa
     record = json.loads((folder / "decision.json").read_text())
     assert record["files"][0]["sha256"] == sha256_of(folder / "table.csv")
     assert {r["reviewer"] for r in record["files"][0]["reviews"]} == {"carol", "dave"}
-    assert record["files"][0]["checks"] == [] and record["released_by"] == "carol"
+    # The automatic checks' results travel with the signed record (the table passes every rule).
+    assert {c["rule"] for c in record["files"][0]["checks"]} >= {"threshold", "microdata"}
+    assert {c["status"] for c in record["files"][0]["checks"]} == {"pass"} and record["released_by"] == "carol"
     assert oct(os.stat(tmp_path / "secrets" / release.KEY_NAME).st_mode & 0o777) == "0o600"
     (folder / "table.csv").write_text("region,readmissions\n11,1\n")
     assert "differs" in release.verify_release(folder, key).problem

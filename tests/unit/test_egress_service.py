@@ -255,7 +255,9 @@ def test_a_request_through_the_pages_from_draft_to_download(service):
         review = checker.get(base + f"reviews/{rid}")
         soup = BeautifulSoup(review.text, "html.parser")
         assert soup.find(id=f"table-{table_of(airlock, rid)}").find_all("td")[0].get_text() == "region"
-        assert soup.find(class_="no-checks").get_text() == "No automatic check has run on this file yet."
+        # The automatic checks ran at submission: the table passes every rule, and says so.
+        assert soup.find(id=f"outcome-{table_of(airlock, rid)}")["data-outcome"] == "pass"
+        assert soup.find("li", attrs={"data-rule": "threshold"})["data-status"] == "pass"
         checker.post(base + f"requests/{rid}/reviews", data={
             f"decision-{table_of(airlock, rid)}": "approve", "comment": "", "_xsrf": xsrf_of(review)})
     review = carol.get(base + f"reviews/{rid}")

@@ -1,0 +1,44 @@
+"""``tre check`` inside the analysis image: a researcher checks a table and a text before
+submitting, with no network and no catalogue, identifier leaks found through an index file."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+
+from egress_review.checks.identifiers import IdentifierIndex
+
+pytestmark = pytest.mark.integration
+IMAGE = "tre/singleuser:latest"
+
+
+def run_in_image(client, folder, *command: str) -> tuple[int, str]:
+    instance = f"tre-checks-{secrets.token_hex(4)}"
+    container = client.containers.run(IMAGE, list(command), detach=True, network_mode="none",
+                                      labels={"tre.instance": instance, "tre.component": "checks-test"},
+                                      volumes={str(folder): {"bind": "/check", "mode": "ro"}}, user="1000:100")
+    try:
+        status = container.wait(timeout=120)["StatusCode"]
+        return status, container.logs(stdout=True, stderr=True).decode()
+    finally:
+        container.remove(force=True)
+
+
+def test_tre_check_in_the_image_flags_the_small_cell_and_the_identifier(docker_client, tmp_path):
+    tmp_path.chmod(0o755)
+    (tmp_path / "small.csv").write_text("region,n\n11,4\n84,37\n")
+    (tmp_path / "notes.txt").write_text("outlier: P0042\n")
+    IdentifierIndex.of_values(["P0042"]).save(tmp_path / "ids.arrow")
+    for path in tmp_path.iterdir():
+        path.chmod(0o644)
+    status, output = run_in_image(docker_client, tmp_path, "tre", "check", "/check/small.csv", "/check/notes.txt",
+                                  "--index", "/check/ids.arrow", "--json")
+    assert status == 1, output
+    report = json.loads(output)
+    by_file = {f["path"]: {r["rule"]: r for r in f["results"]} for f in report["files"]}
+    assert by_file["/check/small.csv"]["threshold"]["details"]["cells"] == [{"row": 1, "col": 1, "value": "4"}]
+    assert by_file["/check/notes.txt"]["identifier-leak"]["status"] == "fail"
+    status, output = run_in_image(docker_client, tmp_path, "tre", "catalogue", "projects")
+    assert status == 64 and "tre check" in output

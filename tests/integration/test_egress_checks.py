@@ -1,0 +1,62 @@
+"""The automatic disclosure checks through the real hub: alice submits a table with a small cell and
+an output holding a patient id from a dataset cardio-risk is granted; on carol's review page the
+small cell is highlighted by the threshold rule and the second file fails identifier-leak."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+from bs4 import BeautifulSoup
+
+from tests.integration.conftest import Hub
+from tests.integration.test_egress import PAGES, api, api_token
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def checks_hub(docker_client):
+    hub = Hub(docker_client, scale=0.05)
+    try:
+        hub.start_process()
+        yield hub
+    finally:
+        hub.close()
+
+
+def a_patient_id(hub: Hub) -> str:
+    """A real identifier of the demo's claims dataset, granted to cardio-risk."""
+    path = next((hub.home / "data").rglob("claims*.parquet"))
+    return str(pq.read_table(path, columns=["patient_id"]).column("patient_id")[0])
+
+
+def test_a_small_cell_is_highlighted_and_a_patient_id_fails(checks_hub):
+    outputs = checks_hub.home / "workspaces" / "cardio-risk" / "shared" / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    (outputs / "small.csv").write_text("region,readmissions\n11,4\n84,37\n")
+    patient = a_patient_id(checks_hub)
+    (outputs / "top.csv").write_text(f"patient,stays\n{patient},12\n")
+    alice, carol = checks_hub.login("alice"), checks_hub.login("carol")
+    token = api_token(checks_hub, alice, "alice")
+    request_id = api(checks_hub, token, "POST", "requests", {"project": "cardio-risk", "title": "Checks"}).json()["id"]
+    for name in ("small.csv", "top.csv"):
+        added = api(checks_hub, token, "POST", f"requests/{request_id}/files", {
+            "path": f"outputs/{name}", "group": "Tables", "kind": "output",
+            "context": "Readmissions", "controls": "none"})
+        assert added.status_code == 201, added.text
+    assert api(checks_hub, token, "POST", f"requests/{request_id}/submit").json()["state"] == "submitted"
+
+    review = carol.get(f"{checks_hub.url}{PAGES}reviews/{request_id}")
+    assert review.status_code == 200, review.text[:500]
+    page = BeautifulSoup(review.text, "html.parser")
+    files = {a["data-name"]: a for a in page.select(".review-file")}
+    small, top = files["small.csv"], files["top.csv"]
+    assert small.select_one(".check-outcome")["data-outcome"] == "fail"
+    flagged = small.select("td.check-flagged")
+    assert [(td["data-row"], td["data-col"], td.get_text()) for td in flagged] == [("1", "1", "4")]
+    assert "threshold" in flagged[0]["data-rules"].split()
+    assert small.select_one(".check-legend") is not None
+    assert top.select_one(".check-outcome")["data-outcome"] == "fail"
+    leak = top.select_one('li[data-rule="identifier-leak"]')
+    assert leak["data-status"] == "fail"
+    assert [(td["data-row"], td["data-col"]) for td in top.select("td.check-flagged")] == [("1", "0")]

@@ -10,6 +10,7 @@ legacy builder with an in-memory context that carries the extra CA certificates 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import io
 import os
 import re
@@ -262,6 +263,21 @@ def dockerfile_path(name: str) -> Path:
     return own if own.is_file() else images_dir() / "projects" / "Dockerfile"
 
 
+def shared_sources(name: str) -> dict[str, Path]:
+    """Folders of the repository an image's context carries besides its own folder (context path
+    -> source): the singleuser image ships the egress review's checks, taken from the package
+    itself at each build, so that a researcher's ``tre check`` runs the very rules the checkers'
+    service runs and no copy can drift."""
+    if name != "singleuser":
+        return {}
+    spec = importlib.util.find_spec("egress_review.checks")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImageBuildError(name, "collecting its build context",
+                              "The egress review's checks package (egress_review.checks) is not installed; "
+                              "run ./setup.sh, which installs the project.")
+    return {"tre_check/egress_review/checks": Path(spec.submodule_search_locations[0])}
+
+
 def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
     """``images/<name>`` as an in-memory tar, plus the CA bundle as ``certs/extra-ca.crt`` (empty
     when there is none, so the Dockerfile's COPY always has a source). A project folder without a
@@ -284,6 +300,9 @@ def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
                 tar.add(path, arcname=str(path.relative_to(folder)), filter=normalise)
         if dockerfile.parent != folder:
             tar.add(dockerfile, arcname="Dockerfile", filter=normalise)
+        for target, source in shared_sources(name).items():
+            for path in sorted(source.rglob("*.py")):
+                tar.add(path, arcname=f"{target}/{path.relative_to(source)}", filter=normalise)
         data = ca_bundle.read_bytes() if ca_bundle else b""
         info = tarfile.TarInfo(EXTRA_CA_IN_CONTEXT)
         info.size, info.mode = len(data), 0o644

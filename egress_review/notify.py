@@ -15,11 +15,13 @@ from datasets.settings import TRESettings
 
 def smtp_sender(host: str, port: int, sender: str, timeout: float = 10.0) -> Callable[[list[str], str, str], None]:
     def send(to: list[str], subject: str, body: str) -> None:
-        message = EmailMessage()
-        message["From"], message["To"], message["Subject"] = sender, ", ".join(to), subject
-        message.set_content(body + "\n\nOpen the egress review pages of the TRE to act on it.\n")
+        # one message per person: the checkers of a platform do not learn each other's addresses
         with smtplib.SMTP(host, port, timeout=timeout) as server:
-            server.send_message(message)
+            for address in to:
+                message = EmailMessage()
+                message["From"], message["To"], message["Subject"] = sender, address, subject
+                message.set_content(body + "\n\nOpen the egress review pages of the TRE to act on it.\n")
+                server.send_message(message)
     return send
 
 

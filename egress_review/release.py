@@ -61,8 +61,19 @@ def write_release(folder: Path, files: dict[str, Path], record: dict[str, Any], 
     body = canonical(record)
     (staging / RECORD).write_bytes(body)
     (staging / SIGNATURE).write_text(base64.b64encode(key.sign(body)).decode() + "\n")
+    _sync_folder_and_files(staging)  # on disk before the request is recorded as released
     shutil.rmtree(folder, ignore_errors=True)  # a release interrupted after its rename is redone whole
     os.replace(staging, folder)
+    _sync_folder_and_files(folder.parent)
+
+
+def _sync_folder_and_files(folder: Path) -> None:
+    for path in [*(p for p in folder.iterdir() if p.is_file()), folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -382,3 +382,36 @@ def test_a_refusal_is_said_in_the_readers_language(service):
     assert reply.status_code == 400
     assert reply.json()["error"] == ("« /etc/passwd » n’est pas un chemin dans le dossier du projet ; nommez un "
                                      "fichier relatif à /project, par exemple outputs/table.csv.")
+
+
+# The pages that read content, over the same roles: the airlock's way out must be the release
+# alone. Frozen files (reviewing) are for the request's independent checkers; released files for
+# the project's members; anonymous visitors are sent to sign in.
+PAGE_MATRIX: dict[str, tuple[Callable[[object, int], str], Callable, dict[str, int]]] = {
+    "review page": (lambda a, r: f"reviews/{r}", submitted_request,
+                    {"author": 403, "other member": 403, "other project": 404, "checker member": 403,
+                     "checker": 200, "admin": 403, "anonymous": 302}),
+    "frozen file": (lambda a, r: f"requests/{r}/files/{table_of(a, r)}/download", submitted_request,
+                    {"author": 403, "other member": 403, "other project": 404, "checker member": 403,
+                     "checker": 200, "admin": 403, "anonymous": 302}),
+    "frozen file after release": (lambda a, r: f"requests/{r}/files/{table_of(a, r)}/download", released,
+                                  {"author": 403, "other member": 403, "other project": 404,
+                                   "checker member": 403, "checker": 403, "admin": 403, "anonymous": 302}),
+    "released file": (lambda a, r: f"requests/{r}/released/table.csv", released,
+                      {"author": 200, "other member": 200, "other project": 404, "checker member": 200,
+                       "checker": 403, "admin": 403, "anonymous": 302}),
+    "released zip": (lambda a, r: f"requests/{r}/released.zip", released,
+                     {"author": 200, "other member": 200, "other project": 404, "checker member": 200,
+                      "checker": 403, "admin": 403, "anonymous": 302}),
+}
+
+
+@pytest.mark.parametrize("page", list(PAGE_MATRIX))
+def test_page_authorisation_matrix(service, page):
+    base, airlock = service
+    path, prepare, expected = PAGE_MATRIX[page]
+    seen = {}
+    for role in ROLES:
+        request = prepare(airlock)
+        seen[role] = call(base, role, "GET", path(airlock, request)).status_code
+    assert seen == expected

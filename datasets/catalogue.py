@@ -229,8 +229,8 @@ class ProjectEntry(_Strict):
     starts_on: dt.date | None = None
     ends_on: dt.date | None = None
     status: ProjectStatus = ProjectStatus.REQUESTED
-    mem_limit: str | None = None
-    cpu_limit: float | None = None
+    mem_limit: str | None = Field(default=None, pattern=r"^[1-9][0-9]*[kmgKMG]?$")  # Docker's form: 4G, 512m
+    cpu_limit: float | None = Field(default=None, gt=0, le=64)
     # Overrides of the automatic disclosure checks' parameters, e.g. {threshold: 20}; checked by the egress service.
     disclosure_rules: dict[str, int | float | bool] = {}
     members: list[MemberEntry] = []
@@ -265,11 +265,46 @@ def read_catalogue_file(path: Path) -> CatalogueFile:
     return catalogue
 
 
-def _check_references(path: Path, catalogue: CatalogueFile) -> None:
-    people = {p.username for p in catalogue.people}
+def _duplicates(values: list[str]) -> list[str]:
+    seen, twice = set(), []
+    for value in values:
+        if value in seen and value not in twice:
+            twice.append(value)
+        seen.add(value)
+    return twice
+
+
+def _check_references(path: Path, catalogue: CatalogueFile, today: dt.date | None = None) -> None:
+    """Everything a file can get wrong across entries, all reported at once; nothing is loaded
+    while any remains."""
+    today = today or dt.date.today()
+    people = {p.username: p for p in catalogue.people}
     datasets = {d.slug for d in catalogue.datasets}
     problems = []
+    for kind, keys in (("person", [p.username for p in catalogue.people]),
+                       ("dataset", [d.slug for d in catalogue.datasets]),
+                       ("project", [p.slug for p in catalogue.projects])):
+        problems += [f"{kind} {key} is listed twice; keep one entry" for key in _duplicates(keys)]
+    for person in catalogue.people:
+        if "output_checker" in person.roles:
+            if person.checker_accredited_until is None:
+                problems.append(f"person {person.username}: an output checker needs checker_accredited_until")
+            elif person.checker_accredited_until < today:
+                problems.append(f"person {person.username}: the checker accreditation ended on "
+                                f"{person.checker_accredited_until}; renew it (a later date) or drop the role")
     for project in catalogue.projects:
+        if project.starts_on and project.ends_on and project.ends_on < project.starts_on:
+            problems.append(f"project {project.slug}: ends ({project.ends_on}) before it starts ({project.starts_on})")
+        if project.status in STARTABLE_STATUSES and not project.approval_reference:
+            problems.append(f"project {project.slug}: an {project.status.value} project cites its approval "
+                            "(approval_reference)")
+        problems += [f"project {project.slug}: member {name} is listed twice"
+                     for name in _duplicates([m.username for m in project.members])]
+        for grant in project.grants:
+            approver = people.get(grant.approved_by)
+            if approver is None or not ({"data_steward", "admin"} & set(approver.roles)):
+                problems.append(f"project {project.slug}: grant of {grant.dataset} approved by {grant.approved_by}, "
+                                "who is not a data steward listed under people")
         for member in project.members:
             if member.username not in people:
                 problems.append(f"project {project.slug}: member {member.username} is not listed under people")
@@ -301,6 +336,19 @@ def describe_files(directory: Path) -> tuple[dict[str, str], int | None]:
     return hashes, rows
 
 
+def _refuse_links_out(slug: str, data_root: Path, directory: Path) -> None:
+    """A dataset folder is mounted as it is: no link may lead out of the data root, nor any file
+    be a link (what a workspace reads must be what was hashed)."""
+    root = data_root.resolve()
+    if not directory.resolve().is_relative_to(root):
+        raise CatalogueFileError(f"dataset {slug}: {directory} leads outside the data root {root} (a symbolic "
+                                 "link); put the files under the data root itself. Nothing was loaded.")
+    links = sorted(p.name for p in directory.iterdir() if p.is_symlink())
+    if links:
+        raise CatalogueFileError(f"dataset {slug}: {', '.join(links)} in {directory} are symbolic links; "
+                                 "replace them with the files themselves. Nothing was loaded.")
+
+
 def load_catalogue(session: Session, catalogue: CatalogueFile, data_root: Path) -> dict[str, int]:
     """Insert or update everything in ``catalogue``; idempotent. Grants and memberships of a
     listed project are replaced by the file's, so the file stays the record of what was approved."""
@@ -323,6 +371,7 @@ def load_catalogue(session: Session, catalogue: CatalogueFile, data_root: Path) 
                 f"dataset {entry.slug}: no files at {directory}. Put the dataset there "
                 "(for the demo: `tre demo data`) and load the catalogue again."
             )
+        _refuse_links_out(entry.slug, data_root, directory)
         hashes, rows = describe_files(directory)
         dataset = session.get(Dataset, entry.slug) or Dataset(slug=entry.slug)
         for field in ("title", "description", "data_controller", "sensitivity", "version",

@@ -108,6 +108,22 @@ def test_dataset_files_are_fingerprinted(catalogue_url):
         ("datasets:\n  - {slug: d-one, title: t, data_controller: c, sensitivity: s, version: '1',"
          " storage_path: ../etc}\n", "inside the data root"),
         ("colour: blue\n", "colour: Extra inputs are not permitted"),
+        ("people:\n  - {username: ann, display_name: A}\n  - {username: ann, display_name: B}\n",
+         "person ann is listed twice"),
+        ("projects:\n  - {slug: p-one, title: x, principal_investigator: y}\n"
+         "  - {slug: p-one, title: z, principal_investigator: y}\n", "project p-one is listed twice"),
+        ("projects:\n  - {slug: p-one, title: x, principal_investigator: y, starts_on: 2027-01-01,"
+         " ends_on: 2026-01-01}\n", "ends \\(2026-01-01\\) before it starts"),
+        ("people:\n  - {username: zoe, display_name: Z, roles: [output_checker],"
+         " checker_accredited_until: 2020-01-01}\n", "accreditation ended on 2020-01-01"),
+        ("projects:\n  - {slug: p-one, title: x, principal_investigator: y, status: active}\n",
+         "cites its approval"),
+        ("people:\n  - {username: bob, display_name: B}\ndatasets:\n  - {slug: d-one, title: t, data_controller: c,"
+         " sensitivity: s, version: '1', storage_path: d}\nprojects:\n  - slug: p-one\n    title: x\n"
+         "    principal_investigator: y\n    grants: [{dataset: d-one, starts_on: 2026-01-01, ends_on: 2027-01-01,"
+         " approved_by: bob, approval_reference: R}]\n", "approved by bob, who is not a data steward"),
+        ("projects:\n  - {slug: p-one, title: x, principal_investigator: y, mem_limit: lots}\n",
+         "projects.0.mem_limit"),
     ],
 )
 def test_bad_catalogue_files_say_what_is_wrong(tmp_path: Path, text, expected):
@@ -116,6 +132,26 @@ def test_bad_catalogue_files_say_what_is_wrong(tmp_path: Path, text, expected):
     with pytest.raises(cat.CatalogueFileError, match=expected) as caught:
         cat.read_catalogue_file(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("how", ["folder_links_out", "file_is_a_link"])
+def test_a_dataset_whose_files_lead_out_of_the_data_root_is_refused(catalogue_url, tmp_path, how):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.csv").write_text("patient_id\n1\n")
+    data = tmp_path / "data"
+    if how == "folder_links_out":
+        (data / "evil").symlink_to(outside)
+    else:
+        (data / "evil").mkdir()
+        (data / "evil" / "secret.csv").symlink_to(outside / "secret.csv")
+    catalogue = cat.CatalogueFile.model_validate({"datasets": [
+        {"slug": "evil", "title": "t", "data_controller": "c", "sensitivity": "s", "version": "1", "storage_path": "evil"}]})
+    with pytest.raises(cat.CatalogueFileError, match="outside the data root|symbolic links"):
+        with session_scope(catalogue_url) as session:
+            cat.load_catalogue(session, catalogue, data)
+    with session_scope(catalogue_url) as session:
+        assert session.get(cat.Dataset, "evil") is None
 
 
 def test_a_failed_load_leaves_the_catalogue_as_it_was(catalogue_url, tmp_path):

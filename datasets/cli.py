@@ -640,6 +640,10 @@ def datasets_add(
     folder = settings.data_root / entry.storage_path
     if not folder.is_dir() or not folder.resolve().is_relative_to(settings.data_root.resolve()):
         _fail(f"{folder} is not a folder inside the data root {settings.data_root}; put the dataset there first.")
+    links = sorted(p.name for p in folder.iterdir() if p.is_symlink())
+    if links:
+        _fail(f"{', '.join(links)} in {folder} are symbolic links; replace them with the files themselves "
+              "(what a workspace reads must be what is hashed).")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     hashes = {}
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),

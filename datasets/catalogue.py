@@ -117,7 +117,9 @@ def workspace_access(session: Session, username: str, project_slug: str, today: 
             file_hashes=tuple(sorted(g.dataset.file_hashes.items())),
         )
         for g in sorted(project.grants, key=lambda g: g.dataset_slug)
-        if g.in_force(today)
+        # a grant is for the version it names: once a steward registers a new version (new files
+        # under the same folder), the project must be granted that version before it sees it
+        if g.in_force(today) and g.dataset_version == g.dataset.version
     )
     if not granted:
         raise AccessRefused(Refusal.NO_DATASET_IN_FORCE, project=project.slug)

@@ -163,3 +163,17 @@ def test_a_failed_load_leaves_the_catalogue_as_it_was(catalogue_url, tmp_path):
             cat.load_catalogue(session, broken, tmp_path / "data")
     with session_scope(catalogue_url) as session:
         assert session.get(Project, "cardio-risk").title == "Cardiovascular risk after hospital stays"
+
+
+def test_a_grant_is_for_the_version_it_names(catalogue_url):
+    from datasets import workflow
+    from datasets.models import Dataset
+
+    with session_scope(catalogue_url) as session:
+        session.get(Dataset, "lab_results").version = "2027.1"  # a steward registered new files
+    assert [d.slug for d in access(catalogue_url, "bob", "diabetes-outcomes").datasets] == ["claims"]
+    with session_scope(catalogue_url) as session:
+        workflow.add_grant(session, "steward", "diabetes-outcomes", "lab_results", starts_on=TODAY,
+                           ends_on=TODAY + dt.timedelta(days=365), approval_reference="CNIL-DR-2027-001")
+    granted = access(catalogue_url, "bob", "diabetes-outcomes").datasets
+    assert [(d.slug, d.version) for d in granted] == [("claims", granted[0].version), ("lab_results", "2027.1")]

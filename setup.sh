@@ -174,6 +174,11 @@ stop_demo() {
     kill "$pid"
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   fi
+  # the proxy outlives hub restarts (its own session); a hub that adopted it does not stop it
+  local proxy
+  if proxy=$(cat "$DEMO_HOME/proxy.pid" 2>/dev/null) && grep -qa configurable-http-proxy "/proc/$proxy/cmdline" 2>/dev/null; then
+    kill "$proxy"
+  fi
   if docker info >/dev/null 2>&1; then
     docker ps -aq --filter label=tre.instance=demo --filter label=tre.component=workspace | xargs -r docker rm -f >/dev/null
     docker network ls -q --filter label=tre.instance=demo | xargs -r docker network rm >/dev/null

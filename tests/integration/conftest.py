@@ -108,6 +108,19 @@ class Hub:
                 self.process.kill()
         self._kill_group()
 
+    def _stop_proxy(self) -> None:
+        """The proxy runs in a session of its own so that it outlives hub restarts; a hub that
+        adopted it after a restart or a crash does not stop it. Stop it by the pid it recorded."""
+        pid_file = self.home / "proxy.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"configurable-http-proxy" not in cmdline.read():
+                    return  # the pid was reused by something else
+            os.kill(pid, signal.SIGTERM)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass
+
     def crash(self) -> None:
         """What a machine or unit failure does: the hub and everything it started die at once."""
         self._kill_group()
@@ -121,8 +134,10 @@ class Hub:
                 pass
 
     def close(self) -> None:
-        """Stop the hub, then remove what it made: containers and networks by label, rules, files."""
+        """Stop the hub, then remove what it made: containers and networks by label, rules, the
+        proxy, files."""
         self.stop_process()
+        self._stop_proxy()
         remove_labelled(self.client, self.instance)
         self.tre("firewall", "remove")
         shutil.rmtree(self.home, ignore_errors=True)

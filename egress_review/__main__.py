@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
@@ -52,7 +53,13 @@ async def serve() -> None:
 
 
 def main() -> None:
-    asyncio.run(serve())
+    # JupyterHub stops a service with SIGINT first; a hub started in the background by a shell
+    # (./setup.sh demo) hands its services SIGINT ignored, and each stop then waited 10 s for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass  # the hub asked this service to stop
 
 
 if __name__ == "__main__":

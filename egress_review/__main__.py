@@ -1,9 +1,9 @@
 """Run the egress review as the hub's managed service: ``python -m egress_review``.
 
-As the catalogue pages do, it takes its address, prefix and OAuth client from the hub's
-environment and its database and folders from the ``TRE_*`` settings; it stops when the hub that
-started it is gone. Before listening it sweeps store files that no row names (a crash mid-
-submission leaves such orphans) and finishes any release a crash interrupted.
+As the catalogue pages do (``datasets.hub_service``), it takes its address, prefix and OAuth
+client from the hub's environment and its database and folders from the ``TRE_*`` settings; it
+stops when the hub that started it is gone. Before listening it sweeps store files that no row
+names (a crash mid-submission leaves such orphans) and finishes any release a crash interrupted.
 """
 
 from __future__ import annotations
@@ -11,13 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
-from tornado.log import enable_pretty_logging
 
-from datasets.service.__main__ import listen
+from datasets.hub_service import run_service
 from datasets.settings import TRESettings
 from egress_review import notify
 from egress_review.app import Site, make_app
@@ -36,30 +33,17 @@ def airlock_from(settings: TRESettings) -> Airlock:
                    checks_cache=settings.home / "checks")
 
 
-async def serve() -> None:
-    enable_pretty_logging()
-    hub = os.getppid()
+async def prepare():
     airlock = airlock_from(TRESettings())
     swept = await asyncio.to_thread(airlock.sweep_store)
     resumed = await asyncio.to_thread(airlock.resume_releases)
     log.info("Egress store: %d orphan files swept, releases finished: %s", swept, resumed or "none")
     site = Site(airlock, prefix=os.environ["JUPYTERHUB_SERVICE_PREFIX"], hub_prefix=HubOAuth.instance().hub_prefix)
-    address = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
-    await listen(make_app(site), address.port, address.hostname)
-    log.info("Egress review at %s%s (pid %d)", os.environ["JUPYTERHUB_SERVICE_URL"], site.prefix, os.getpid())
-    while os.getppid() == hub:
-        await asyncio.sleep(1)
-    log.warning("The hub that started the egress review (process %s) is gone; stopping.", hub)
+    return make_app(site), site.prefix
 
 
 def main() -> None:
-    # JupyterHub stops a service with SIGINT first; a hub started in the background by a shell
-    # (./setup.sh demo) hands its services SIGINT ignored, and each stop then waited 10 s for it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass  # the hub asked this service to stop
+    run_service(prepare, "egress review", log)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 As the catalogue pages do (``datasets.hub_service``), it takes its address, prefix and OAuth
 client from the hub's environment and its database and folders from the ``TRE_*`` settings; it
 stops when the hub that started it is gone. Before listening it sweeps store files that no row
-names (a crash mid-submission leaves such orphans) and finishes any release a crash interrupted.
+names (a crash mid-submission leaves such orphans) and finishes any release a crash interrupted;
+both are safe while other replicas of the service run (``Store.sweep``, ``Airlock.finish_release``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 
 from jupyterhub.services.auth import HubOAuth
 
+from datasets.deployment import require_sound_deployment
 from datasets.hub_service import run_service
 from datasets.settings import TRESettings
 from egress_review import notify
@@ -34,7 +36,9 @@ def airlock_from(settings: TRESettings) -> Airlock:
 
 
 async def prepare():
-    airlock = airlock_from(TRESettings())
+    settings = TRESettings()
+    require_sound_deployment(settings)  # replicas coordinate through PostgreSQL's row locks
+    airlock = airlock_from(settings)
     swept = await asyncio.to_thread(airlock.sweep_store)
     resumed = await asyncio.to_thread(airlock.resume_releases)
     log.info("Egress store: %d orphan files swept, releases finished: %s", swept, resumed or "none")

@@ -577,13 +577,15 @@ class Airlock:
             if missing:
                 raise BadInput(M("Decide on every output file: {files} has no decision.", files=", ".join(missing)))
             parsed = {i: _decision(d) for i, d in decisions.items()}
+            names = ", ".join(outputs[i].name for i in parsed)  # read now: a refused insert expires them
             for file_id, decision in parsed.items():
                 session.add(Review(file_id=file_id, reviewer=username, decision=decision, at=_now()))
             try:
-                session.flush()
+                with session.begin_nested():  # a savepoint: a refused insert leaves the transaction usable
+                    session.flush()
             except IntegrityError:  # the unique (file, reviewer) holds even where the row lock does not
                 raise StateConflict(M("You have reviewed {files} already; a second review by the same person is "
-                                      "refused.", files=", ".join(outputs[i].name for i in parsed))) from None
+                                      "refused.", files=names)) from None
             for file_id, text, visible in comments:
                 if text.strip():
                     self._add_comment(session, actor, request, text, visible, file_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 
 from jupyterhub.services.auth import HubOAuth
 
@@ -21,9 +22,10 @@ from datasets.settings import TRESettings
 from egress_review import notify
 from egress_review.app import Site, make_app
 from egress_review.requests import Airlock, Limits
-from egress_review.store import Store
+from egress_review.store import Store, create_once
 
 log = logging.getLogger("tre.egress")
+COOKIE_SECRET = "egress_cookie_secret"
 
 
 def airlock_from(settings: TRESettings) -> Airlock:
@@ -43,7 +45,10 @@ async def prepare():
     resumed = await asyncio.to_thread(airlock.resume_releases)
     log.info("Egress store: %d orphan files swept, releases finished: %s", swept, resumed or "none")
     site = Site(airlock, prefix=os.environ["JUPYTERHUB_SERVICE_PREFIX"], hub_prefix=HubOAuth.instance().hub_prefix)
-    return make_app(site), site.prefix
+    # One cookie secret for every replica (in the shared secrets folder): a person whose next page
+    # is served by another replica stays signed in, and a restarted service keeps its sessions.
+    cookie_secret = create_once(settings.secrets_dir / COOKIE_SECRET, secrets.token_bytes(32))
+    return make_app(site, cookie_secret=cookie_secret), site.prefix
 
 
 def main() -> None:

@@ -216,6 +216,29 @@ def _temporary_name() -> str:
     return f".tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(8)}"
 
 
+def create_once(path: Path, content: bytes) -> bytes:
+    """The content of ``path``, written as ``content`` (mode 0600, fsynced) if it does not exist yet.
+
+    Replicas sharing a folder may both find nothing and write: each writes in full under a name of
+    its own, then links it to the shared name, which only the first link gets; the others read the
+    winner's. No replica reads a half-written file, and all end with the same content."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mine = partial_beside(path)
+        fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            os.link(mine, path)
+        except FileExistsError:
+            pass  # another replica's came first
+        finally:
+            mine.unlink()
+    return path.read_bytes()
+
+
 def partial_beside(path: Path) -> Path:
     """Where to write ``path`` before renaming it into place: a name of this process's own, so two
     replicas writing the same file never write into one another's half-written copy."""

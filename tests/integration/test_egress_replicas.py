@@ -207,3 +207,15 @@ def test_the_same_approval_and_release_on_two_replicas_at_once_happen_once(multi
         assert not [p.name for p in folder.parent.iterdir() if p.name.startswith(f"{request_id}.")]  # no partial copy
     with session_scope(databases.url("tre")) as session:
         assert audit.verify(session).ok
+
+
+def test_a_person_signed_in_on_one_replica_is_signed_in_on_the_other(multi_host_hub, replica_urls):
+    """Behind a load balancer the next page may come from the other replica: both sign cookies
+    with the one secret of the shared secrets folder, so it is served without a new sign-in."""
+    alice = multi_host_hub.login("alice")
+    through_proxy = alice.get(f"{multi_host_hub.url}{PREFIX}")  # the OAuth round trip, by replica one
+    assert through_proxy.status_code == 200 and through_proxy.url == f"{multi_host_hub.url}{PREFIX}"
+    other = replica_urls[1].removesuffix("api/")
+    page = alice.get(other, allow_redirects=False)  # the cookie goes to the same host, any port
+    assert page.status_code == 200, (page.status_code, page.headers.get("Location"))
+    assert 'id="my-requests"' in page.text  # alice's requests of the rounds above, not a sign-in page

@@ -41,7 +41,7 @@ from egress_review.checks import strip
 from egress_review.checks import tables as check_tables
 from egress_review.checks.identifiers import IdentifierIndex, identifying_columns
 from egress_review.checks.params import Params
-from egress_review.models import (Comment, Decision, ExportRequest, FileGroup, FileKind, RequestFile,
+from egress_review.models import (Comment, Decision, ExportRequest, FileGroup, FileKind, Release, RequestFile,
                                   RequestState, Review)
 from egress_review.permissions import Actor, RequestFacts
 from egress_review.text import Message
@@ -648,12 +648,19 @@ class Airlock:
             if request is None or request.state != S.APPROVED:
                 return None
             record, files = self._release_record(session, request_id)
+            record_sha256 = hashlib.sha256(release.canonical(record)).hexdigest()
+            try:  # the row first: a second release is refused before any file is written
+                with session.begin_nested():
+                    session.add(Release(request_id=request_id, released_by=request.decided_by or "egress",
+                                        released_at=_now(), record_sha256=record_sha256))
+            except IntegrityError:
+                return None
             release.write_release(self.store.releases / str(request_id), files, record,
                                   release.signing_key(self.secrets_dir))
             self._move(session, request, Step.RELEASE, S.RELEASED)
             audit.record(session, request.decided_by or "egress", AuditAction.EGRESS_RELEASED,
                          project=request.project_slug,
-                         details={"request": request.id, "files": record["files"]})
+                         details={"request": request.id, "files": record["files"], "record_sha256": record_sha256})
             return sorted(files)
         names = self._tx(copy_out)
         if names is not None:

@@ -11,7 +11,8 @@ Several replicas of the service may share the store (README: "More than one host
 are unique per process and host, two replicas freezing the same content rename complete files
 onto the same name (either wins, both are the same bytes), and the sweep leaves alone any file
 younger than its grace period, since a file another replica has just frozen is named by no row
-until that replica's submission commits.
+until that replica's submission commits; a temp file whose writer (named in it: host and process)
+is a dead process of the sweeping host goes at once, so a crash's half copy does not wait.
 """
 
 from __future__ import annotations
@@ -184,13 +185,14 @@ class Store:
         return frozen
 
     def candidates_for_sweep(self, grace: float = SWEEP_GRACE) -> list[Path]:
-        """Temp files and objects older than ``grace`` seconds: listed *before* the database is read,
-        so an object frozen after this listing is never among them."""
+        """Temp files and objects older than ``grace`` seconds, and the temp files of dead processes
+        of this host (a crashed predecessor's, whatever their age): listed *before* the database is
+        read, so an object frozen after this listing is never among them."""
         cutoff = time.time() - grace
         found = []
         for entry in self.objects.iterdir():
             try:
-                if entry.lstat().st_mtime < cutoff:
+                if entry.lstat().st_mtime < cutoff or _writer_is_gone(entry.name):
                     found.append(entry)
             except FileNotFoundError:
                 continue  # renamed or removed by another replica meanwhile
@@ -199,7 +201,8 @@ class Store:
     def sweep(self, candidates: list[Path], referenced: set[str]) -> int:
         """Remove the temp files and unnamed objects among ``candidates`` (left by a crash).
 
-        A candidate is older than the grace period, so no replica is still writing it, and
+        A candidate is older than the grace period or its writer is gone, so no replica is still
+        writing it, and
         ``referenced`` was read after the candidates were listed, so an object a submission named
         before then is kept. What remains is a submission that froze a file more than the grace
         period ago and has not committed yet: none lasts that long (README: "More than one host")."""
@@ -237,6 +240,24 @@ def create_once(path: Path, content: bytes) -> bytes:
         finally:
             mine.unlink()
     return path.read_bytes()
+
+
+def _writer_is_gone(name: str) -> bool:
+    """Whether ``name`` is a temp file (``_temporary_name``) of a process of this host that has
+    ended; another host's temp files wait for the grace period, their writer's life unknown here."""
+    if not name.startswith(".tmp-"):
+        return False
+    writer = name.removeprefix(".tmp-").rpartition("-")[0]  # host-pid, without the random part
+    host, _, pid = writer.rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 def partial_beside(path: Path) -> Path:

@@ -7,7 +7,8 @@ a second host behind a load balancer would run.
 Alice signs in and starts a workspace (the hub's state is in PostgreSQL); then, round after round,
 the same second approval and the same release reach both replicas at the same instant: exactly one
 of each is done, the other replica answers 409 saying it was done already (in French when asked),
-and the database, the audit log and the signed release folder each hold exactly one."""
+and the database (reviews, the release row), the audit log and the signed release folder each
+hold exactly one. A person signed in through one replica is signed in on the other."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from datasets import audit
 from datasets.db import engine_for, session_scope
 from datasets.models import AuditEvent
 from egress_review import release
-from egress_review.models import Review
+from egress_review.models import Release, Review
+from egress_review.store import sha256_of
 from tests.conftest import POSTGRES_ADMIN_URL, drop_database
 from tests.integration.conftest import Hub, free_port, wait_for
 from tests.integration.test_egress import api_token, egress_pid
@@ -199,11 +201,14 @@ def test_the_same_approval_and_release_on_two_replicas_at_once_happen_once(multi
 
         with session_scope(databases.url("tre")) as session:
             assert session.scalar(select(func.count()).select_from(Review).where(Review.file_id == file_id)) == 2
+            [released] = session.scalars(select(Release).where(Release.request_id == request_id)).all()
+            record_sha256 = released.record_sha256
             acts = Counter(e.action for e in session.scalars(select(AuditEvent))
                            if e.details.get("request") == request_id)
         assert (acts["egress.reviewed"], acts["egress.approved"], acts["egress.released"]) == (2, 1, 1), acts
         folder = hub.home / "egress" / "releases" / str(request_id)
         assert release.verify_release(folder, release.public_key(hub.home / "secrets")).ok
+        assert sha256_of(folder / release.RECORD) == record_sha256
         assert not [p.name for p in folder.parent.iterdir() if p.name.startswith(f"{request_id}.")]  # no partial copy
     with session_scope(databases.url("tre")) as session:
         assert audit.verify(session).ok

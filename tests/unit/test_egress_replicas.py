@@ -9,6 +9,8 @@ The real processes behind real HTTP are in tests/integration/test_egress_replica
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -16,14 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from datasets.db import session_scope
 from datasets.models import AuditEvent
 from egress_review import release
-from egress_review.models import Review
+from egress_review.models import ExportRequest, Release, Review
 from egress_review.requests import Airlock
-from egress_review.store import SWEEP_GRACE, Store
+from egress_review.store import SWEEP_GRACE, Store, sha256_of
 from egress_review.workflow import StateConflict
 from tests.unit.egress_fixtures import TABLE, make_airlock, submitted_request
 
@@ -86,6 +88,11 @@ def audit_count(url: str, request: int) -> Counter:
         return Counter(e.action for e in session.scalars(select(AuditEvent)) if e.details.get("request") == request)
 
 
+def releases_of(url: str, request: int) -> list[Release]:
+    with session_scope(url) as session:
+        return list(session.scalars(select(Release).where(Release.request_id == request)))
+
+
 def reviews_of(url: str, file_id: int) -> int:
     with session_scope(url) as session:
         return session.scalar(select(func.count()).select_from(Review).where(Review.file_id == file_id))
@@ -113,6 +120,8 @@ def test_the_same_second_approval_and_the_same_release_on_two_replicas_make_one_
         folder = first.store.releases / str(request)
         assert release.verify_release(folder, release.public_key(first.secrets_dir)).ok
         assert (folder / "table.csv").read_text() == TABLE
+        [row] = releases_of(catalogue_url, request)
+        assert row.released_by == "carol" and row.record_sha256 == sha256_of(folder / release.RECORD)
     to_author = [to for to, subject in mailbox.sent if "released" in subject]
     assert to_author == [["alice@example.org"]] * ROUNDS
 
@@ -171,6 +180,26 @@ def test_a_release_and_a_replica_starting_meanwhile_release_once(replicas, catal
     assert sum("released" in subject for _, subject in mailbox.sent) == ROUNDS
 
 
+def test_the_database_refuses_a_second_release_of_one_request_even_without_the_lock(replicas, catalogue_url):
+    """The lock is the first line; the release row, keyed by the request, is the last: a request
+    put back to approved (by a bug, a hand-edited row) is not released a second time."""
+    first, second, mailbox = replicas
+    request = submitted_request(first)
+    file_id = output_of(first, request)
+    first.review("carol", request, {file_id: "approve"})
+    first.review("dave", request, {file_id: "approve"})
+    first.release("carol", request)
+    record = first.store.releases / str(request) / release.RECORD
+    written = record.stat().st_mtime_ns
+    with session_scope(catalogue_url) as session:
+        session.execute(update(ExportRequest).where(ExportRequest.id == request).values(state="approved"))
+    assert second.finish_release(request) is None
+    assert record.stat().st_mtime_ns == written  # nothing was written again
+    assert audit_count(catalogue_url, request)["egress.released"] == 1
+    assert len(releases_of(catalogue_url, request)) == 1
+    assert sum("released" in subject for _, subject in mailbox.sent) == 1
+
+
 def test_a_sweep_leaves_what_another_replica_has_just_frozen(replicas):
     first, second, _ = replicas
     request = submitted_request(first)
@@ -182,8 +211,15 @@ def test_a_sweep_leaves_what_another_replica_has_just_frozen(replicas):
     crashed.write_text("left by a crash long ago")
     long_ago = time.time() - SWEEP_GRACE - 60
     os.utime(crashed, (long_ago, long_ago))
-    assert second.sweep_store() == 1
-    assert in_flight.exists() and writing.exists() and not crashed.exists()
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a process of this host that has ended: its half copy is a crash's, however young
+    half_copy = first.store.objects / f".tmp-{socket.gethostname()}-{ended.pid}-00"
+    half_copy.write_text("half a copy by a process killed a moment ago")
+    mine = first.store.objects / f".tmp-{socket.gethostname()}-{os.getpid()}-00"
+    mine.write_text("being written by a live process of this host")
+    assert second.sweep_store() == 2
+    assert in_flight.exists() and writing.exists() and mine.exists()
+    assert not crashed.exists() and not half_copy.exists()
     assert first.frozen_file("carol", request, output_of(first, request))[1].exists()
 
 

@@ -10,10 +10,11 @@ acts on one request run one after the other, each reading what the one before co
 reviews sent at once are then both counted, the same review sent twice is refused as a repeat, and
 the copy out happens under the lock, so a replica finishing interrupted releases at start never
 writes a release another replica is writing; whoever moves the request to released tells the
-author, once. Work on
-files happens outside transactions and before the commit that names them: submitting freezes every
-file into the store first, then records the digests and the new state in one commit, so a crash
-leaves the request as it was or fully submitted. Emails go out after the commit, never inside it.
+author, once.
+
+Work on files happens outside transactions and before the commit that names them: submitting
+freezes every file into the store first, then records the digests and the new state in one
+commit, so a crash leaves the request as it was or fully submitted. Emails go out after the commit, never inside it.
 """
 
 from __future__ import annotations

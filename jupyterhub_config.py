@@ -6,6 +6,7 @@ import sys
 
 from datasets.catalogue import known_people
 from datasets.db import session_scope
+from datasets.deployment import DeploymentError, require_sound_deployment
 from datasets.settings import TRESettings
 from spawner.home_page import TEMPLATES, HomePageSource
 
@@ -24,7 +25,12 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
 c.ConfigurableHTTPProxy.command = [settings.proxy_command]
 
 # --- state -------------------------------------------------------------------------------------
-c.JupyterHub.db_url = f"sqlite:///{settings.home / 'jupyterhub.sqlite'}"
+# SQLite on one machine; PostgreSQL for both databases past one (README: "More than one host").
+try:
+    require_sound_deployment(settings)
+except DeploymentError as error:
+    sys.exit(str(error))
+c.JupyterHub.db_url = settings.hub_db_url
 c.JupyterHub.cookie_secret_file = str(settings.secrets_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(settings.home / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(settings.home / "proxy.pid")

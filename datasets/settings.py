@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,19 @@ class TRESettings(BaseSettings):
     oidc_callback_url: str | None = Field(
         default=None, description="The hub's redirect URI registered at the provider: https://<host>/hub/oauth_callback.")
     oidc_login_service: str = Field(default="your institution", description="Name on the sign-in button.")
+    # --- more than one host (README: "More than one host"; checked by datasets/deployment.py)
+    hub_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the hub's own database. Default: SQLite in `home`; PostgreSQL "
+                    "(postgresql+psycopg://...) when the TRE runs on more than one host.",
+    )
+    deployment: Literal["single-host", "multi-host"] = Field(
+        default="single-host",
+        description="multi-host: hub, services or workspaces on more than one machine; both databases must "
+                    "then be PostgreSQL.",
+    )
+    egress_replicas: int = Field(
+        default=1, ge=1, description="How many egress review processes share the database and the store.")
 
     @field_validator("home")
     @classmethod
@@ -84,6 +98,10 @@ class TRESettings(BaseSettings):
     @cached_property
     def catalogue_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tre.sqlite'}"
+
+    @cached_property
+    def hub_db_url(self) -> str:
+        return self.hub_database_url or f"sqlite:///{self.home / 'jupyterhub.sqlite'}"
 
     @property
     def oidc_enabled(self) -> bool:

@@ -4,7 +4,7 @@ A request belongs to one project and one author; its files are grouped (each gro
 files are and which disclosure control was applied); each file, once submitted, is frozen by its
 sha256 in the service's store. A review is one checker's decision on one file; the request's state
 follows from the reviews through ``egress_review.requests``. The schema changes only through the
-Alembic migration ``0004``.
+Alembic migrations ``0004`` and ``0007`` (one release per request).
 """
 
 from __future__ import annotations
@@ -136,3 +136,17 @@ class Comment(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
     request: Mapped[ExportRequest] = relationship(back_populates="comments")
+
+
+class Release(Base):
+    """The one release of a request: by whom, when, and the digest of its signed decision record.
+    The request is the key, so the database itself refuses a second release of one request, whatever
+    coordinates the service's replicas (migration ``0007``)."""
+
+    __tablename__ = "egress_releases"
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("egress_requests.id"), primary_key=True)
+    released_by: Mapped[str] = mapped_column(String(64))
+    released_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # sha256 of decision.json as written; none for requests released before migration 0007
+    record_sha256: Mapped[str | None] = mapped_column(String(64))

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from egress_review.store import sha256_of
+from egress_review.store import create_once, partial_beside, sha256_of
 
 KEY_NAME = "egress_release_ed25519"
 RECORD = "decision.json"
@@ -28,19 +28,21 @@ SIGNATURE = "decision.json.sig"
 
 
 def signing_key(secrets_dir: Path) -> Ed25519PrivateKey:
-    """The service's release key, created on first use (private 0600, public key beside it)."""
+    """The service's release key, created on first use (private 0600, public key beside it).
+
+    Replicas sharing the secrets folder may start at once: ``create_once`` gives them all the key
+    whichever wrote first, never a half-written one, so every release is signed by the same key."""
     private_path, public_path = secrets_dir / KEY_NAME, secrets_dir / f"{KEY_NAME}.pub"
-    if not private_path.exists():
-        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(pem)
-        public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
-    return serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()) \
+        if not private_path.exists() else b""
+    key = serialization.load_pem_private_key(create_once(private_path, pem), password=None)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if not public_path.exists() or public_path.read_bytes() != public:
+        partial = partial_beside(public_path)
+        partial.write_bytes(public)
+        os.replace(partial, public_path)
+    return key
 
 
 def public_key(secrets_dir: Path) -> Ed25519PublicKey:

@@ -2,10 +2,19 @@
 
 Each act checks who may act (``permissions``) and what the state allows (``workflow``), then
 writes its rows and its audit row in one transaction; a state changes only through a conditional
-UPDATE on the state that was read, so two checkers releasing at once yield one release. Work on
-files happens outside transactions and before the commit that names them: submitting freezes every
-file into the store first, then records the digests and the new state in one commit, so a crash
-leaves the request as it was or fully submitted. Emails go out after the commit, never inside it.
+UPDATE on the state that was read, so two checkers releasing at once yield one release.
+
+Several replicas of the service may act on one request at once (README: "More than one host"):
+every act that changes a request first locks its row (``SELECT ... FOR UPDATE`` on PostgreSQL), so
+acts on one request run one after the other, each reading what the one before committed. Two
+reviews sent at once are then both counted, the same review sent twice is refused as a repeat, and
+the copy out happens under the lock, so a replica finishing interrupted releases at start never
+writes a release another replica is writing; whoever moves the request to released tells the
+author, once.
+
+Work on files happens outside transactions and before the commit that names them: submitting
+freezes every file into the store first, then records the digests and the new state in one
+commit, so a crash leaves the request as it was or fully submitted. Emails go out after the commit, never inside it.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datasets import audit
@@ -32,11 +42,12 @@ from egress_review.checks import strip
 from egress_review.checks import tables as check_tables
 from egress_review.checks.identifiers import IdentifierIndex, identifying_columns
 from egress_review.checks.params import Params
-from egress_review.models import (Comment, Decision, ExportRequest, FileGroup, FileKind, RequestFile,
+from egress_review.models import (Comment, Decision, ExportRequest, FileGroup, FileKind, Release, RequestFile,
                                   RequestState, Review)
 from egress_review.permissions import Actor, RequestFacts
 from egress_review.text import Message
-from egress_review.store import Entry, PathRefused, Store, check_workspace_file, list_folder
+from egress_review.store import (SWEEP_GRACE, Entry, PathRefused, Store, check_workspace_file, list_folder,
+                                  partial_beside)
 from egress_review.workflow import AWAITING_CHECKERS, EDITABLE, StateConflict, Step, require_transition, \
     state_after_reviews
 
@@ -156,8 +167,8 @@ class Airlock:
         return Actor(username, frozenset(projects), person.is_admin, person.checker_accredited_until,
                      ties=frozenset(ties))
 
-    def _request(self, session: Session, actor: Actor, request_id: int) -> ExportRequest:
-        request = session.get(ExportRequest, request_id)
+    def _request(self, session: Session, actor: Actor, request_id: int, *, lock: bool = False) -> ExportRequest:
+        request = _locked(session, request_id) if lock else session.get(ExportRequest, request_id)
         if request is None or not permissions.may_view(actor, _facts(request), self.today()):
             raise NotFound(M("There is no export request {id} that you may see; your requests are listed on the "
                              "egress home page.", id=request_id))
@@ -283,7 +294,7 @@ class Airlock:
 
     def _editable(self, session: Session, username: str, request_id: int) -> tuple[Actor, ExportRequest]:
         actor = self.actor(session, username)
-        request = self._request(session, actor, request_id)
+        request = self._request(session, actor, request_id, lock=True)
         if refusal := permissions.refusal_to_edit(actor, _facts(request)):
             raise Forbidden(refusal)
         if request.state not in EDITABLE:
@@ -521,7 +532,7 @@ class Airlock:
     def withdraw(self, username: str, request_id: int) -> None:
         def act(session: Session) -> None:
             actor = self.actor(session, username)
-            request = self._request(session, actor, request_id)
+            request = self._request(session, actor, request_id, lock=True)
             if refusal := permissions.refusal_to_edit(actor, _facts(request)):
                 raise Forbidden(refusal)
             self._move(session, request, Step.WITHDRAW, S.WITHDRAWN)
@@ -532,7 +543,7 @@ class Airlock:
 
     def _reviewable(self, session: Session, username: str, request_id: int) -> tuple[Actor, ExportRequest]:
         actor = self.actor(session, username)
-        request = self._request(session, actor, request_id)
+        request = self._request(session, actor, request_id, lock=True)
         if refusal := permissions.refusal_to_review(actor, _facts(request), self.today()):
             raise Forbidden(refusal)
         return actor, request
@@ -548,25 +559,34 @@ class Airlock:
             if changed:
                 raise StateConflict(M("A file of request {id} changed since you opened it; open the request again "
                                       "and review what it holds now.", id=request.id))
+            outputs = {f.id: f for f in request.files if f.kind == FileKind.OUTPUT}
+            # Before the state: the same review sent twice (to two replicas, say) is named a repeat.
+            again = [outputs[i].name for i in decisions
+                     if i in outputs and any(r.reviewer == username for r in outputs[i].reviews)]
+            if again:
+                raise StateConflict(M("You have reviewed {files} already; a second review by the same person is "
+                                      "refused.", files=", ".join(again)))
             if request.state not in (S.SUBMITTED, S.PARTIALLY_REVIEWED):
                 raise StateConflict(M("Request {id} is {state}; it takes no more reviews.", id=request.id,
                                   state=request.state.value))
-            outputs = {f.id: f for f in request.files if f.kind == FileKind.OUTPUT}
             unknown = set(decisions) - outputs.keys()
             if unknown:
                 raise BadInput(M("Files {files} are not output files of request {id}; decide on its output files only.",
                                  files=", ".join(map(str, sorted(unknown))), id=request.id))
-            again = [outputs[i].name for i in decisions if any(r.reviewer == username for r in outputs[i].reviews)]
-            if again:
-                raise StateConflict(M("You have reviewed {files} already; a second review by the same person is "
-                                      "refused.", files=", ".join(again)))
             missing = [f.name for i, f in outputs.items()
                        if i not in decisions and not any(r.reviewer == username for r in f.reviews)]
             if missing:
                 raise BadInput(M("Decide on every output file: {files} has no decision.", files=", ".join(missing)))
             parsed = {i: _decision(d) for i, d in decisions.items()}
+            names = ", ".join(outputs[i].name for i in parsed)  # read now: a refused insert expires them
             for file_id, decision in parsed.items():
                 session.add(Review(file_id=file_id, reviewer=username, decision=decision, at=_now()))
+            try:
+                with session.begin_nested():  # a savepoint: a refused insert leaves the transaction usable
+                    session.flush()
+            except IntegrityError:  # the unique (file, reviewer) holds even where the row lock does not
+                raise StateConflict(M("You have reviewed {files} already; a second review by the same person is "
+                                      "refused.", files=names)) from None
             for file_id, text, visible in comments:
                 if text.strip():
                     self._add_comment(session, actor, request, text, visible, file_id)
@@ -603,6 +623,9 @@ class Airlock:
         """Approve (a conditional step: one of two concurrent releases wins), copy out, mark released."""
         def approve(session: Session) -> None:
             actor, request = self._reviewable(session, username, request_id)
+            if request.state in (S.APPROVED, S.RELEASED):  # by another checker, or the same one twice
+                raise StateConflict(M("Request {id} has been released already (by {who}); nothing more was done.",
+                                      id=request.id, who=request.decided_by or "?"))
             required = _required(session, request)
             short = [f.name for f in request.files if f.kind == FileKind.OUTPUT
                      and sum(r.decision == Decision.APPROVE for r in f.reviews) < required]
@@ -612,24 +635,38 @@ class Airlock:
             self._move(session, request, Step.APPROVE, S.APPROVED, decided_by=username, decided_at=_now())
             self._audit(session, actor, AuditAction.EGRESS_APPROVED, request)
         self._tx(approve)
-        names = self.finish_release(request_id)
-        self._tell_author(request_id, S.RELEASED)
-        return names
+        done = self.finish_release(request_id)
+        if done is None:  # another replica, finishing interrupted releases at its start, copied it out
+            return sorted(f.name for f in self._tx(lambda s: _output_files(s, request_id)))
+        return done
 
-    def finish_release(self, request_id: int) -> list[str]:
-        """Copy an approved request's output files out with the signed record; also run at start."""
-        record, files = self._tx(self._release_record, request_id)
-        release.write_release(self.store.releases / str(request_id), files, record,
-                              release.signing_key(self.secrets_dir))
-
-        def mark(session: Session) -> None:
-            request = session.get(ExportRequest, request_id)
+    def finish_release(self, request_id: int) -> list[str] | None:
+        """Copy an approved request's output files out with the signed record, mark it released and
+        tell the author; also run at start. Under the request's row lock, held through the copy:
+        ``None`` when it was no longer approved (another replica released it meanwhile)."""
+        def copy_out(session: Session) -> list[str] | None:
+            request = _locked(session, request_id)
+            if request is None or request.state != S.APPROVED:
+                return None
+            record, files = self._release_record(session, request_id)
+            record_sha256 = hashlib.sha256(release.canonical(record)).hexdigest()
+            try:  # the row first: a second release is refused before any file is written
+                with session.begin_nested():
+                    session.add(Release(request_id=request_id, released_by=request.decided_by or "egress",
+                                        released_at=_now(), record_sha256=record_sha256))
+            except IntegrityError:
+                return None
+            release.write_release(self.store.releases / str(request_id), files, record,
+                                  release.signing_key(self.secrets_dir))
             self._move(session, request, Step.RELEASE, S.RELEASED)
             audit.record(session, request.decided_by or "egress", AuditAction.EGRESS_RELEASED,
                          project=request.project_slug,
-                         details={"request": request.id, "files": record["files"]})
-        self._tx(mark)
-        return sorted(files)
+                         details={"request": request.id, "files": record["files"], "record_sha256": record_sha256})
+            return sorted(files)
+        names = self._tx(copy_out)
+        if names is not None:
+            self._tell_author(request_id, S.RELEASED)
+        return names
 
     def _release_record(self, session: Session, request_id: int) -> tuple[dict[str, Any], dict[str, Path]]:
         request = session.get(ExportRequest, request_id)
@@ -661,7 +698,7 @@ class Airlock:
         target = self.store.releases / ".stripped" / f"{digest}{Path(entry['name']).suffix.lower()}"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + ".partial")
+            partial = partial_beside(target)
             partial.write_bytes(clean)
             partial.replace(target)
         entry["released_sha256"], entry["metadata_stripped"] = digest, True
@@ -675,9 +712,11 @@ class Airlock:
             self.finish_release(request_id)
         return pending
 
-    def sweep_store(self) -> int:
+    def sweep_store(self, grace: float = SWEEP_GRACE) -> int:
+        """Remove store files no row names, safely while other replicas freeze (``Store.sweep``)."""
+        candidates = self.store.candidates_for_sweep(grace)  # listed first: see Store.sweep
         referenced = set(self._tx(lambda s: [h for h in s.scalars(select(RequestFile.sha256)) if h]))
-        return self.store.sweep(referenced)
+        return self.store.sweep(candidates, referenced)
 
     # --- files: for review and after release ---------------------------------------------------------
 
@@ -780,6 +819,18 @@ class _CheckInputs:
     rules: dict[str, Any]
     datasets: tuple[tuple[str, str, str, tuple[str, ...]], ...]  # slug, version, storage path, columns
     released: tuple[checks.Released, ...]
+
+
+def _locked(session: Session, request_id: int) -> ExportRequest | None:
+    """The request, its row locked until the transaction ends and read afresh (not from the
+    session's cache): another replica's act on it waits, then reads what this one committed."""
+    return session.execute(select(ExportRequest).where(ExportRequest.id == request_id).with_for_update()
+                           .execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+def _output_files(session: Session, request_id: int) -> list[RequestFile]:
+    return list(session.scalars(select(RequestFile).where(RequestFile.request_id == request_id,
+                                                           RequestFile.kind == FileKind.OUTPUT)))
 
 
 def _facts(request: ExportRequest) -> RequestFacts:

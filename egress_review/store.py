@@ -6,12 +6,21 @@ absolute path leads anywhere; only a regular file with one link (a hard link cou
 file) within the size limit is accepted. Freezing copies the open file into the content-addressed
 store (``store/<sha256>``) through a temp file that is fsynced and renamed: a crash leaves either
 nothing or a complete file, and an orphan (a file no row names) is harmless and swept at start.
+
+Several replicas of the service may share the store (README: "More than one host"): temp names
+are unique per process and host, two replicas freezing the same content rename complete files
+onto the same name (either wins, both are the same bytes), and the sweep leaves alone any file
+younger than its grace period, since a file another replica has just frozen is named by no row
+until that replica's submission commits; a temp file whose writer (named in it: host and process)
+is a dead process of the sweeping host goes at once, so a crash's half copy does not wait.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -22,6 +31,9 @@ from pathlib import Path
 from egress_review.text import Message
 
 CHUNK = 1024 * 1024
+# Seconds a store file must have lain unnamed before a sweep removes it: far longer than any
+# submission takes between freezing its files and committing their digests.
+SWEEP_GRACE = 6 * 3600.0
 LINK_REFUSED = ("“{path}” is a symbolic link; links are refused, even to the project folder. Copy the file "
                 "itself there.")
 
@@ -152,7 +164,7 @@ class Store:
         """Copy a workspace file into the store, hashing as it goes; durable before it is named."""
         with open_workspace_file(workspace, relative, max_bytes) as (source, _):
             digest, size = hashlib.sha256(), 0
-            temporary = self.objects / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
+            temporary = self.objects / _temporary_name()
             with open(temporary, "wb") as target:
                 while chunk := os.read(source, CHUNK):
                     size += len(chunk)
@@ -172,14 +184,86 @@ class Store:
         _fsync_dir(self.objects)
         return frozen
 
-    def sweep(self, referenced: set[str]) -> int:
-        """Remove temp files and objects no row names (left by a crash); returns how many."""
-        removed = 0
+    def candidates_for_sweep(self, grace: float = SWEEP_GRACE) -> list[Path]:
+        """Temp files and objects older than ``grace`` seconds, and the temp files of dead processes
+        of this host (a crashed predecessor's, whatever their age): listed *before* the database is
+        read, so an object frozen after this listing is never among them."""
+        cutoff = time.time() - grace
+        found = []
         for entry in self.objects.iterdir():
+            try:
+                if entry.lstat().st_mtime < cutoff or _writer_is_gone(entry.name):
+                    found.append(entry)
+            except FileNotFoundError:
+                continue  # renamed or removed by another replica meanwhile
+        return found
+
+    def sweep(self, candidates: list[Path], referenced: set[str]) -> int:
+        """Remove the temp files and unnamed objects among ``candidates`` (left by a crash).
+
+        A candidate is older than the grace period or its writer is gone, so no replica is still
+        writing it, and
+        ``referenced`` was read after the candidates were listed, so an object a submission named
+        before then is kept. What remains is a submission that froze a file more than the grace
+        period ago and has not committed yet: none lasts that long (README: "More than one host")."""
+        removed = 0
+        for entry in candidates:
             if entry.name.startswith(".tmp-") or entry.name not in referenced:
                 entry.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _temporary_name() -> str:
+    """A temp name no other process, on this host or another sharing the store, will choose."""
+    return f".tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def create_once(path: Path, content: bytes) -> bytes:
+    """The content of ``path``, written as ``content`` (mode 0600, fsynced) if it does not exist yet.
+
+    Replicas sharing a folder may both find nothing and write: each writes in full under a name of
+    its own, then links it to the shared name, which only the first link gets; the others read the
+    winner's. No replica reads a half-written file, and all end with the same content."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mine = partial_beside(path)
+        fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            os.link(mine, path)
+        except FileExistsError:
+            pass  # another replica's came first
+        finally:
+            mine.unlink()
+    return path.read_bytes()
+
+
+def _writer_is_gone(name: str) -> bool:
+    """Whether ``name`` is a temp file (``_temporary_name``) of a process of this host that has
+    ended; another host's temp files wait for the grace period, their writer's life unknown here."""
+    if not name.startswith(".tmp-"):
+        return False
+    writer = name.removeprefix(".tmp-").rpartition("-")[0]  # host-pid, without the random part
+    host, _, pid = writer.rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def partial_beside(path: Path) -> Path:
+    """Where to write ``path`` before renaming it into place: a name of this process's own, so two
+    replicas writing the same file never write into one another's half-written copy."""
+    return path.with_name(f".{path.name}{_temporary_name()}")
 
 
 def _fsync_dir(folder: Path) -> None:

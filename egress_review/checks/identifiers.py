@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from egress_review.checks import FAIL, PASS, CheckResult, result
+from egress_review.store import partial_beside
 
 BLOCK = 4 * 1024 * 1024  # per block: the bytes, Arrow's columns and tokens (tens of MB)
 # Separators, and sentence punctuation at the end of a word ("seen on 04/03/2021.").
@@ -85,7 +86,7 @@ class IdentifierIndex:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
+        partial = partial_beside(path)  # replicas sharing the cache may build the same index at once
         with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, pa.schema([("v", pa.string())])) as out:
             out.write_table(pa.table({"v": self.values}))
         partial.replace(path)

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from egress_review.checks import FAIL, PASS, CheckResult, result
+from egress_review.checks.i18n import Msg
 
 BLOCK = 8 * 1024 * 1024  # per block: the bytes, their tokenised copy and numpy positions (tens of MB)
 # What a token is (the scan's definition; it tokenises bytes the same way at C speed): separators,
@@ -342,6 +343,7 @@ def _after_first_separator(data: bytes) -> int:
 def scan_result(index: IdentifierIndex, path: Path) -> CheckResult:
     found, total = index.scan_file(path)
     if total:
-        return result("identifier-leak", FAIL, f"{total} identifying value(s) of the project's datasets (patient "
-                      f"ids, exact dates, postcodes...) appear in the file: remove them.", values=found)
-    return result("identifier-leak", PASS, "No identifying value of the project's datasets was found.")
+        return result("identifier-leak", FAIL, Msg("{values} identifying value(s) of the project's datasets (patient "
+                                                   "ids, exact dates, postcodes...) appear in the file: remove them.",
+                                                   values=total), values=found)
+    return result("identifier-leak", PASS, Msg("No identifying value of the project's datasets was found."))

@@ -24,6 +24,7 @@ from egress_review.checks.i18n import Msg
 TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xlsm", ".xls", ".parquet"}
 MAX_TABLE_BYTES = 8 * 1024 * 1024  # larger is never a summary table: only streamed rules run
 SNIFF_BYTES = 64 * 1024
+MAX_SHEET_ROWS = 1_000_000  # a sheet is read whole: more rows (a small file can unzip huge) is row-level data
 IDENTIFIER_NAMES = re.compile(r"(^|_)(id|ids|nir|ipp|patient|patient_id|person|stay_id|nom|name|prenom|email|"
                               r"address|adresse|phone|telephone|postcode|code_postal|zip)($|_)", re.I)
 BIRTH_NAMES = re.compile(r"(birth|naissance|dob|date_nais)", re.I)
@@ -139,6 +140,10 @@ def _excel_rows(path: Path, ext: str) -> list[list[str]]:
         raise Unreadable(Msg("Old Excel (.xls) files are not accepted; save the table as .xlsx or CSV."))
     if not zipfile.is_zipfile(path):
         raise Unreadable(Msg("This is not a valid Excel (.xlsx) file; save it again as .xlsx or CSV."))
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise Unreadable(Msg("The file holds {size} bytes, far more than a summary table; it was treated as "
+                             "row-level data.", size=size))
     with zipfile.ZipFile(path) as archive:
         if any(n.lower().endswith("vbaproject.bin") for n in archive.namelist()) or ext == ".xlsm":
             raise Unreadable(Msg("The workbook contains macros; save the table without macros (.xlsx or CSV)."))
@@ -151,6 +156,9 @@ def _excel_rows(path: Path, ext: str) -> list[list[str]]:
                                  sheets=len(book.worksheets)))
         rows = []
         for r, row in enumerate(book.worksheets[0].iter_rows(values_only=True)):
+            if r == MAX_SHEET_ROWS:
+                raise Unreadable(Msg("The sheet holds more than {rows} rows, far more than a summary table; it was "
+                                     "treated as row-level data.", rows=MAX_SHEET_ROWS))
             cells = []
             for c, value in enumerate(row):
                 if isinstance(value, str) and value.startswith("="):

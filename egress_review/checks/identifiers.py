@@ -167,32 +167,23 @@ _TO_LINE_FEED = bytes.maketrans(SEPARATORS, b"\n" * len(SEPARATORS))
 _LINE_SEPARATORS = SEPARATORS.replace(b" ", b"")  # for values with spaces (names, addresses)
 _TO_LINE_FEED_BUT_SPACES = bytes.maketrans(_LINE_SEPARATORS, b"\n" * len(_LINE_SEPARATORS))
 _TRIMMED = "\n .:!?"
-_ENDINGS = tuple(bytes([mark]) + b"\n" for mark in TRAILING)
-_PUNCTUATION = np.zeros(256, dtype=bool)
-_PUNCTUATION[list(TRAILING)] = True
 # Unicode spaces (what ``\s`` means for text): no-break spaces, the typographic spaces, ideographic.
 WIDE_SPACES = re.compile(rb"\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80")
 _WIDE_LEADS = (b"\xc2\x85", b"\xc2\xa0", b"\xe1\x9a", b"\xe2\x80", b"\xe2\x81", b"\xe3\x80\x80")
 MAX_LENGTH = 255  # tokens longer than the longest identifier cannot match; the table stops here
+MAX_ENDING = 3  # "P0042?!." is found; a value followed by four marks or more is not
 BATCH = 1 << 20  # candidate tokens matched against the index at once
 
 
 def _tokenised(data: bytes, separators: bytes) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """The block with every separator turned into a line feed, and the sentence punctuation that
-    ends a word too ("04/03/2021." gives "04/03/2021"), all at C speed; as bytes, as numpy, and
-    the positions of its line feeds."""
+    """The block with every separator turned into a line feed, at C speed: as bytes, as numpy, and
+    the positions of its line feeds. (Sentence punctuation ending a token is trimmed later, from
+    the few tokens the sieve keeps.)"""
     if not data.isascii() and any(lead in data for lead in _WIDE_LEADS):
         data = WIDE_SPACES.sub(b" " if separators is _TO_LINE_FEED_BUT_SPACES else b"\n", data)
     data = data.translate(separators)
     raw = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(raw == 10)
-    if _PUNCTUATION[raw[ends - 1]].any():  # (before the first line feed at 0: the last byte, a line feed)
-        while any(mark in data for mark in _ENDINGS):  # prose: "?!\n" needs two rounds
-            for mark in _ENDINGS:
-                data = data.replace(mark, b"\n\n")
-        raw = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(raw == 10)
-    return data, raw, ends
+    return data, raw, np.flatnonzero(raw == 10)
 
 
 def _token_array(data: bytes, ends: np.ndarray, chosen: np.ndarray | None = None) -> pa.Array:
@@ -206,37 +197,56 @@ def _token_array(data: bytes, ends: np.ndarray, chosen: np.ndarray | None = None
 
 
 class _Sieve:
-    """Which tokens could be identifying values, in numpy: first by length (a table of 256), then
-    the few left by (length, first byte, last byte)."""
+    """Which tokens could be identifying values, in numpy: first by (length, last byte), a table
+    that stays in the cache, then the few left by (length, first byte, last byte). A value may be
+    followed by up to ``MAX_ENDING`` marks of sentence punctuation ("P0042." or "P0042?!"): such
+    tokens pass too, and the marks are trimmed before matching."""
 
     def __init__(self, values: pa.Array) -> None:
-        self.lengths = np.zeros(MAX_LENGTH + 2, dtype=bool)
+        self.ends = np.zeros((MAX_LENGTH + 2) << 8, dtype=bool)
         self.table = np.zeros((MAX_LENGTH + 2) << 16, dtype=bool)
         if not len(values):
             return
         raw = np.frombuffer(values.buffers()[2], dtype=np.uint8)
         offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + len(values) + 1]
         lengths = np.minimum(np.diff(offsets), MAX_LENGTH + 1)  # values are never empty
-        self.lengths[lengths] = True
-        self.table[self._keys(lengths, raw[offsets[:-1]], raw[offsets[1:] - 1])] = True
+        first, last = raw[offsets[:-1]], raw[offsets[1:] - 1]
+        self._add(lengths, first, last)
+        # followed by punctuation: only the distinct (length, first byte) pairs matter
+        pairs = np.zeros((MAX_LENGTH + 2) << 8, dtype=bool)
+        pairs[(lengths.astype(np.int32) << 8) | first] = True
+        pairs = np.flatnonzero(pairs)
+        for extra in range(1, MAX_ENDING + 1):
+            for mark in TRAILING:
+                self._add(np.minimum((pairs >> 8) + extra, MAX_LENGTH + 1), pairs & 0xFF, np.full(len(pairs), mark))
+
+    def _add(self, lengths: np.ndarray, first: np.ndarray, last: np.ndarray) -> None:
+        self.ends[(lengths.astype(np.int32) << 8) | last] = True
+        self.table[self._keys(lengths, first, last)] = True
 
     @staticmethod
     def _keys(lengths: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
         return (lengths.astype(np.int32) << 16) | (first.astype(np.int32) << 8) | last
 
     def candidates(self, raw: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Positions of the tokens worth matching, from the tokenised block and its line feeds."""
-        lengths = np.empty(len(ends), dtype=np.int64)  # without the line feed
-        lengths[0] = ends[0]
-        np.subtract(ends[1:], ends[:-1], out=lengths[1:])
-        lengths[1:] -= 1
-        np.minimum(lengths, MAX_LENGTH + 1, out=lengths)
-        maybe = np.flatnonzero(self.lengths[lengths])
+        """Positions of the tokens worth matching, from the tokenised block and its line feeds
+        (in place and in 32 bits: this runs on every token of the file)."""
+        before = ends.astype(np.int32)  # each token's last byte, then its length
+        keys = np.empty(len(before), dtype=np.int32)  # without the line feed
+        keys[0] = before[0]
+        np.subtract(before[1:], before[:-1], out=keys[1:])
+        keys[1:] -= 1
+        np.minimum(keys, MAX_LENGTH + 1, out=keys)
+        before -= 1  # an empty token's last byte is the separator before it: its length 0 never passes
+        last = raw.take(before)
+        keys <<= 8
+        keys |= last
+        maybe = np.flatnonzero(self.ends.take(keys))
         if not len(maybe):
             return maybe
-        lengths = lengths[maybe]
-        last = ends[maybe] - 1
-        return maybe[self.table[self._keys(lengths, raw[last - lengths + 1], raw[last])]]
+        starts = np.where(maybe > 0, ends[maybe - 1] + 1, 0)
+        lengths = np.minimum(ends[maybe] - starts, MAX_LENGTH + 1)
+        return maybe[self.table[self._keys(lengths, raw.take(starts), last[maybe])]]
 
 
 class _Scan:
@@ -260,7 +270,8 @@ class _Scan:
             self._wait(_token_array(tokenised, ends, chosen))
         if self.phrases:  # values with spaces: every stretch between the other separators
             tokenised, _, ends = _tokenised(data, _TO_LINE_FEED_BUT_SPACES)
-            stretches = pc.ascii_ltrim(pc.ascii_rtrim(_token_array(tokenised, ends), characters=_TRIMMED), characters=" ")
+            stretches = pc.ascii_rtrim(_token_array(tokenised, ends), characters=_TRIMMED)
+            stretches = pc.ascii_ltrim(stretches, characters=" ")
             self._wait(pc.filter(stretches, pc.match_substring(stretches, " ")))  # single words: matched above
 
     def _wait(self, tokens: pa.Array) -> None:

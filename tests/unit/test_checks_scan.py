@@ -30,6 +30,7 @@ def scan(tmp_path: Path, content: bytes, values=IDS, name: str = "out.csv") -> t
     (b"n\twho\n30\tP000123", ["P000123"]),  # TSV, no final line end
     (b"P000123", ["P000123"]),  # the whole file
     (b"seen on 04/03/2021. Then P000456!\n", ["04/03/2021", "P000456"]),  # sentence punctuation
+    (b"really P000123?!. And 75011:\n", ["P000123", "75011"]),  # up to three marks
     (b"code=75011 (P000456)\n", ["75011", "P000456"]),  # = and brackets
     (b"\xef\xbb\xbfP000123,1\n", ["P000123"]),  # UTF-8 byte order mark
     (b"a\xc2\xa0P000123\xe2\x80\xaf1\n", ["P000123"]),  # no-break spaces (French number formatting)

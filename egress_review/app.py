@@ -26,6 +26,7 @@ from tornado.web import Application, HTTPError, RequestHandler
 
 from datasets.i18n import negotiate, translate
 from egress_review import checks, render
+from egress_review.checks import i18n as check_words
 from egress_review.requests import Airlock, BadInput, Forbidden, NotFound
 from egress_review.store import PathRefused
 from egress_review.text import said_in
@@ -76,10 +77,16 @@ class Site:
         def text(message: str, **params: Any) -> str:
             return translate(language, message, **params)
 
+        def said(found: dict[str, Any]) -> str:
+            return check_words.said(found, language)
+
+        def said_param(found: dict[str, Any], name: str) -> str:
+            return check_words.said_param(found, name, language)
+
         return self.templates.get_template(template).render(
             _=text, lang=language, prefix=self.prefix, hub_prefix=self.hub_prefix, STATE_TEXT=STATE_TEXT,
             DECISION_TEXT=DECISION_TEXT, KIND_TEXT=KIND_TEXT, view_kind=render.view_kind, OUTCOME_TEXT=OUTCOME_TEXT,
-            outcome=checks.outcome, CHECK_TEXT=checks.DESCRIPTIONS, **values)
+            outcome=checks.outcome, CHECK_TEXT=checks.DESCRIPTIONS, said=said, said_param=said_param, **values)
 
 
 class Base(HubOAuthenticated, RequestHandler):

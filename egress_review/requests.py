@@ -40,6 +40,7 @@ from datasets.models import AuditEvent, Grant, Membership, Person, Project, STAR
 from egress_review import checks, permissions, release
 from egress_review.checks import strip
 from egress_review.checks import tables as check_tables
+from egress_review.checks.i18n import Msg
 from egress_review.checks.identifiers import IdentifierIndex, identifying_columns
 from egress_review.checks.params import Params
 from egress_review.models import (Comment, Decision, ExportRequest, FileGroup, FileKind, Release, RequestFile,
@@ -464,7 +465,8 @@ class Airlock:
             .where(ExportRequest.project_slug == project_slug, ExportRequest.state == S.RELEASED,
                    RequestFile.kind == FileKind.OUTPUT, RequestFile.sha256.is_not(None))
             .order_by(ExportRequest.id)).all()
-        released = tuple(checks.Released(f"request {rid}, {path}", self.store.path_of(sha), Path(path).name)
+        released = tuple(checks.Released(Msg("request {request}, {path}", request=rid, path=path),
+                                         self.store.path_of(sha), Path(path).name)
                          for rid, path, sha in earlier if Path(path).suffix.lower() in check_tables.TABLE_SUFFIXES)
         return _CheckInputs(dict(project.disclosure_rules or {}) if project else {}, datasets, released)
 
@@ -475,16 +477,18 @@ class Airlock:
             params = Params.from_overrides(inputs.rules)
         except ValueError as wrong:
             params = Params()
-            notes.append(checks.result("parameters", checks.REVIEW, f"The project's disclosure_rules are wrong "
-                                       f"({wrong}); ACRO's defaults were used. Ask a data steward to fix them."))
+            notes.append(checks.result("parameters", checks.REVIEW, Msg(
+                "The project's disclosure_rules are wrong ({error}); ACRO's defaults were used. Ask a data steward "
+                "to fix them.", error=wrong.args[0] if wrong.args else str(wrong))))
         identifiers = None
         if inputs.datasets and self.data_root is not None:
             try:
                 identifiers = IdentifierIndex.merge(self._index_of(*d) for d in inputs.datasets)
             except Exception as error:  # noqa: BLE001 - a missing dataset file must not block the request
                 log.exception("Identifier index not built")
-                notes.append(checks.result("identifier-leak", checks.REVIEW, f"The identifier index of the project's "
-                                           f"datasets could not be built ({error}); check identifiers by hand."))
+                notes.append(checks.result("identifier-leak", checks.REVIEW, Msg(
+                    "The identifier index of the project's datasets could not be built ({error}); check identifiers "
+                    "by hand.", error=str(error))))
         return notes, checks.CheckContext("", params=params, identifiers=identifiers, released=inputs.released)
 
     def _index_of(self, slug: str, version: str, storage_path: str, columns: tuple[str, ...]) -> IdentifierIndex:

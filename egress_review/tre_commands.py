@@ -14,12 +14,20 @@ def check(
                                                        "earlier releases from the catalogue.")] = None,
     index: Annotated[Optional[Path], typer.Option(help="An identifier index (.arrow) when no project is given.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    lang: Annotated[Optional[str], typer.Option(help="The report's language, en or fr (default: the terminal's "
+                                                    "locale, LC_ALL, LC_MESSAGES or LANG).")] = None,
 ) -> None:
     """Run the egress review's automatic disclosure checks on files, before submitting or to re-run them."""
     from egress_review.checks import CheckContext
     from egress_review.checks.cli import check_paths, render
+    from egress_review.checks.i18n import language_of
     from egress_review.checks.identifiers import IdentifierIndex
 
+    try:
+        language = language_of(lang)
+    except ValueError as wrong:
+        typer.echo(str(wrong), err=True)
+        raise typer.Exit(64) from None
     notes: list = []
     if project:
         from datasets.settings import TRESettings
@@ -33,6 +41,6 @@ def check(
             raise typer.Exit(1) from None
     else:
         context = CheckContext("", identifiers=IdentifierIndex.load(index) if index else None)
-    text, status = render(check_paths(paths, context, notes), as_json)
+    text, status = render(check_paths(paths, context, notes), as_json, language)
     typer.echo(text)
     raise typer.Exit(status)

@@ -275,7 +275,10 @@ def shared_sources(name: str) -> dict[str, Path]:
         raise ImageBuildError(name, "collecting its build context",
                               "The egress review's checks package (egress_review.checks) is not installed; "
                               "run ./setup.sh, which installs the project.")
-    return {"tre_check/egress_review/checks": Path(spec.submodule_search_locations[0])}
+    checks = Path(spec.submodule_search_locations[0])
+    # and the catalogue of their French words (egress_review/checks/i18n.py reads it there)
+    return {"tre_check/egress_review/checks": checks,
+            "tre_check/egress_review/locale": checks.parents[1] / "datasets" / "locale"}
 
 
 def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
@@ -301,7 +304,7 @@ def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
         if dockerfile.parent != folder:
             tar.add(dockerfile, arcname="Dockerfile", filter=normalise)
         for target, source in shared_sources(name).items():
-            for path in sorted(source.rglob("*.py")):
+            for path in sorted(p for p in source.rglob("*") if p.suffix in (".py", ".po")):
                 tar.add(path, arcname=f"{target}/{path.relative_to(source)}", filter=normalise)
         data = ca_bundle.read_bytes() if ca_bundle else b""
         info = tarfile.TarInfo(EXTRA_CA_IN_CONTEXT)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from egress_review.checks.i18n import Msg
 from egress_review.checks.params import Params
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ MAX_CELLS = 500  # evidence kept per result; the summary gives the full count
 class Released:
     """A table the project released earlier, for the differencing rule."""
 
-    label: str  # what the checker is told, e.g. "request 12, counts.csv"
+    label: str  # what the checker is told, e.g. "request 12, counts.csv" (a Msg, to be said in French too)
     path: Path
     name: str
 
@@ -56,22 +57,27 @@ class CheckResult:
 
     ``details["cells"]`` lists the cells behind the verdict as ``{"row", "col", "value"}`` in the
     file's own grid (row 0 is the file's first line), so the review page highlights them.
+    ``summary`` is the English sentence; ``message`` the same, language-neutral (msgid and
+    parameters, see ``i18n``), so that pages and ``tre check`` say it in their reader's language.
     """
 
     rule: str
     status: str
     summary: str
     details: dict[str, Any]
+    message: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def result(rule: str, status: str, summary: str, **details: Any) -> CheckResult:
+def result(rule: str, status: str, summary: Msg, **details: Any) -> CheckResult:
+    """A rule's verdict; its summary is a ``Msg`` so that it can be said in French too."""
     cells = details.get("cells")
     if cells is not None and len(cells) > MAX_CELLS:
         details["cells"], details["cells_total"] = cells[:MAX_CELLS], len(cells)
-    return CheckResult(rule, status, summary, details)
+    message = summary.stored() if isinstance(summary, Msg) else None
+    return CheckResult(rule, status, str(summary), details, message)
 
 
 def outcome(results: list[dict[str, Any]] | list[CheckResult]) -> str:
@@ -122,7 +128,8 @@ def run_checks(path: Path, context: CheckContext) -> list[CheckResult]:
         try:
             results.extend(rule(path, context))
         except Exception as crash:  # noqa: BLE001 - bad input must give a verdict, never a 500
-            results.append(result("engine", REVIEW, f"An automatic check could not read this file "
-                                  f"({type(crash).__name__}: {crash}); a checker must look at it.",
+            results.append(result("engine", REVIEW, Msg("An automatic check could not read this file ({error}: "
+                                                         "{detail}); a checker must look at it.",
+                                                         error=type(crash).__name__, detail=str(crash)),
                                   error=type(crash).__name__))
     return results

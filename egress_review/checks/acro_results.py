@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from egress_review.checks import FAIL, PASS, REVIEW, CheckContext, CheckResult, result
+from egress_review.checks.i18n import Msg
 
 STATUS = {"pass": PASS, "fail": FAIL, "review": REVIEW}
+OUTCOME = {PASS: Msg("Pass"), REVIEW: Msg("Needs review"), FAIL: Msg("Fail")}  # the egress pages' words
 
 
 def check_results_json(path: Path, context: CheckContext) -> list[CheckResult]:
@@ -22,7 +24,7 @@ def check_results_json(path: Path, context: CheckContext) -> list[CheckResult]:
         outputs = data["results"]
         assert isinstance(outputs, dict)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
-        return [result("acro", REVIEW, "This results.json is not ACRO's output; a checker must read it.")]
+        return [result("acro", REVIEW, Msg("This results.json is not ACRO's output; a checker must read it."))]
     return [_output(uid, output) for uid, output in outputs.items()]
 
 
@@ -35,5 +37,7 @@ def _output(uid: str, output: dict[str, Any]) -> CheckResult:
             if positions:
                 flagged.setdefault(rule, []).extend(positions)
     summary = str(output.get("summary", ""))
-    return result("acro", status, f"ACRO {uid} ({output.get('command', '')}): {status}; {summary}".strip(),
+    # ACRO's own summary is ACRO's English, quoted as it is; its verdict is said in the reader's words.
+    return result("acro", status, Msg("ACRO {uid} ({command}): {verdict}; {summary}", uid=uid,
+                                      command=output.get("command", ""), verdict=OUTCOME[status], summary=summary),
                   acro_uid=uid, acro_cells=flagged, exception=output.get("exception"))

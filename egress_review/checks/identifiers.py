@@ -3,10 +3,14 @@
 The index is the set of distinct identifying values (direct identifiers, exact dates written as
 ISO and as DD/MM/YYYY, postcodes) as one Arrow string array, built once per dataset version and
 cached as an Arrow IPC file next to the data it comes from (1M identifiers: about 20 MB). Outputs
-are streamed: a CSV through Arrow's multi-threaded reader in blocks, other text in blocks split
-into tokens, so a file of any size is scanned in bounded memory. Each block is matched the
-cheap way round: the block's distinct tokens form a small hash set that the index is probed
-against (one pass over the index per block), then only the hits are located in the block.
+are streamed as bytes in blocks cut between tokens, so a file of any size is scanned in bounded
+memory and a token is never split. A token is what lies between two separators (``TOKEN_SPLIT``:
+blanks, CSV and TSV delimiters, quotes, brackets; sentence punctuation ending a word), so a value
+is found in any column, quoted or not, at a line's start or end, and never inside a longer token.
+Each block is tokenised at C speed (``bytes.translate`` and numpy), a lookup table on the tokens'
+length, first and last byte drops nearly all of them, and only the few left are hashed and
+matched against the index, in batches (one pass over the index per batch). Values holding spaces
+(names, addresses) are matched against every stretch between the other separators.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import pyarrow.compute as pc
 
 from egress_review.checks import FAIL, PASS, CheckResult, result
 from egress_review.store import partial_beside
+from egress_review.checks.i18n import Msg
 
-BLOCK = 4 * 1024 * 1024  # per block: the bytes, Arrow's columns and tokens (tens of MB)
-# Separators, and sentence punctuation at the end of a word ("seen on 04/03/2021.").
+BLOCK = 8 * 1024 * 1024  # per block: the bytes, their tokenised copy and numpy positions (tens of MB)
+# What a token is (the scan's definition; it tokenises bytes the same way at C speed): separators,
+# and sentence punctuation at the end of a word ("seen on 04/03/2021.").
 TOKEN_SPLIT = re.compile(r"[\s,;|\"'<>()\[\]{}=]+|[.:!?]+(?=[\s,;|\"'<>()\[\]{}=]|$)")
 POSTCODE_NAMES = re.compile(r"(postcode|postal|code_postal|zip)", re.I)
 
@@ -64,7 +70,10 @@ def _column_forms(column: pa.ChunkedArray) -> list[pa.Array]:
 class IdentifierIndex:
     def __init__(self, values: pa.Array) -> None:
         values = values.cast(pa.string()) if values.type != pa.string() else values
-        self.values = pc.unique(pc.drop_null(values))
+        values = pc.unique(pc.drop_null(values))
+        self.values = pc.filter(values, pc.not_equal(values, ""))  # an empty value would match every gap
+        self._sieve: _Sieve | None = None
+        self._phrases = False
 
     def __len__(self) -> int:
         return len(self.values)
@@ -118,84 +127,235 @@ class IdentifierIndex:
         return np.asarray(hits.to_numpy(zero_copy_only=False), dtype=bool)
 
     def scan_text(self, text: str) -> list[str]:
-        """The identifying tokens of a text (notebook outputs, logs)."""
-        tokens = [t for t in TOKEN_SPLIT.split(text) if t]
-        hits = self.contains(tokens)
-        return sorted({t for t, hit in zip(tokens, hits) if hit})
+        """The identifying tokens of a text (notebook outputs, logs), each once, sorted."""
+        scan = _Scan(self, limit=None)
+        scan.feed(text.encode("utf-8", "replace") + b"\n")
+        return sorted(set(scan.finish()[0]))
 
     def scan_file(self, path: Path, *, limit: int = 50) -> tuple[list[str], int]:
-        """Stream a file in blocks cut at line ends: (up to ``limit`` identifying tokens, their count).
+        """Stream a file in blocks cut between tokens: (up to ``limit`` identifying tokens, their count).
 
-        A CSV or TSV block is parsed by Arrow (cells, and the words of cells with spaces); a block
-        Arrow refuses (a quoted line break across blocks, ragged rows) and any other text is split
-        into tokens. Only one block is in memory at a time: Arrow's own streaming reader reads ahead
-        without bound, so blocks are cut here.
+        Any file is read as bytes (CSV, TSV and text alike, in any column, quoted or not): a token is
+        what lies between two separators, so only one block is in memory at a time and no token is
+        ever split across blocks. UTF-8 as everywhere in the checks; bytes that are not UTF-8 can
+        match nothing, as before.
         """
-        delimiter = {".csv": ",", ".tsv": "\t"}.get(path.suffix.lower())
-        found: list[str] = []
-        total = 0
+        scan = _Scan(self, limit=limit)
         for data in _blocks(path, BLOCK):
-            tokens = _csv_tokens(data, delimiter) if delimiter else None
-            if tokens is None:
-                tokens = pa.array([t for t in TOKEN_SPLIT.split(data.decode("utf-8", "replace")) if t],
-                                  type=pa.string())
-            if not len(tokens):
-                continue
-            hits = self._hits(tokens)
-            count = pc.sum(hits).as_py() or 0
-            total += count
-            if count and len(found) < limit:
-                found.extend(pc.filter(tokens, hits).to_pylist()[:limit - len(found)])
-        return found, total
+            scan.feed(data)
+        return scan.finish()
+
+    def _sieves(self) -> tuple[_Sieve, bool]:
+        """The lookup table of the values that are single tokens, and whether some value holds spaces."""
+        if self._sieve is None:
+            spaced = pc.match_substring_regex(self.values, r"[\s,;|\"'<>()\[\]{}=]")
+            self._phrases = bool(pc.any(spaced).as_py())
+            words = pc.filter(self.values, pc.invert(spaced)) if self._phrases else self.values
+            self._sieve = _Sieve(words.combine_chunks() if isinstance(words, pa.ChunkedArray) else words)
+        return self._sieve, self._phrases
+
+
+# --- streaming scan ------------------------------------------------------------------------------
+# Every separator of TOKEN_SPLIT is one ASCII byte, so a block of bytes is tokenised at C speed:
+# ``bytes.translate`` turns each separator into a line feed, numpy finds the line feeds, and the
+# block itself becomes an Arrow string array of its tokens without a copy (each token keeps its
+# trailing line feed). A lookup table on (length, first byte, last byte) of the identifying values
+# then discards almost every token (counts, labels, decimals) before any hashing; the few that
+# remain are matched against the index in batches.
+SEPARATORS = b" \t\n\r\f\v\x1c\x1d\x1e\x1f,;|\"'<>()[]{}="
+TRAILING = b".:!?"  # sentence punctuation ending a word ("seen on 04/03/2021.") is not part of it
+_TO_LINE_FEED = bytes.maketrans(SEPARATORS, b"\n" * len(SEPARATORS))
+_LINE_SEPARATORS = SEPARATORS.replace(b" ", b"")  # for values with spaces (names, addresses)
+_TO_LINE_FEED_BUT_SPACES = bytes.maketrans(_LINE_SEPARATORS, b"\n" * len(_LINE_SEPARATORS))
+_TRIMMED = "\n .:!?"
+# Unicode spaces (what ``\s`` means for text): no-break spaces, the typographic spaces, ideographic.
+WIDE_SPACES = re.compile(rb"\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80")
+_WIDE_LEADS = (b"\xc2\x85", b"\xc2\xa0", b"\xe1\x9a", b"\xe2\x80", b"\xe2\x81", b"\xe3\x80\x80")
+MAX_LENGTH = 255  # tokens longer than the longest identifier cannot match; the table stops here
+MAX_ENDING = 3  # "P0042?!." is found; a value followed by four marks or more is not
+BATCH = 1 << 20  # candidate tokens matched against the index at once
+
+
+def _tokenised(data: bytes, separators: bytes) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """The block with every separator turned into a line feed, at C speed: as bytes, as numpy, and
+    the positions of its line feeds. (Sentence punctuation ending a token is trimmed later, from
+    the few tokens the sieve keeps.)"""
+    if not data.isascii() and any(lead in data for lead in _WIDE_LEADS):
+        data = WIDE_SPACES.sub(b" " if separators is _TO_LINE_FEED_BUT_SPACES else b"\n", data)
+    data = data.translate(separators)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return data, raw, np.flatnonzero(raw == 10)
+
+
+def _token_array(data: bytes, ends: np.ndarray, chosen: np.ndarray | None = None) -> pa.Array:
+    """The tokens of a tokenised block (each with its trailing line feed) as an Arrow string array
+    over the block's own bytes, without a copy; only the ``chosen`` ones, copied, when given."""
+    offsets = np.empty(len(ends) + 1, dtype=np.int32)
+    offsets[0] = 0
+    offsets[1:] = ends + 1
+    tokens = pa.Array.from_buffers(pa.string(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return tokens if chosen is None else tokens.take(pa.array(chosen))
+
+
+class _Sieve:
+    """Which tokens could be identifying values, in numpy: first by (length, last byte), a table
+    that stays in the cache, then the few left by (length, first byte, last byte). A value may be
+    followed by up to ``MAX_ENDING`` marks of sentence punctuation ("P0042." or "P0042?!"): such
+    tokens pass too, and the marks are trimmed before matching."""
+
+    def __init__(self, values: pa.Array) -> None:
+        self.ends = np.zeros((MAX_LENGTH + 2) << 8, dtype=bool)
+        self.table = np.zeros((MAX_LENGTH + 2) << 16, dtype=bool)
+        if not len(values):
+            return
+        raw = np.frombuffer(values.buffers()[2], dtype=np.uint8)
+        offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + len(values) + 1]
+        lengths = np.minimum(np.diff(offsets), MAX_LENGTH + 1)  # values are never empty
+        first, last = raw[offsets[:-1]], raw[offsets[1:] - 1]
+        self._add(lengths, first, last)
+        # followed by punctuation: only the distinct (length, first byte) pairs matter
+        pairs = np.zeros((MAX_LENGTH + 2) << 8, dtype=bool)
+        pairs[(lengths.astype(np.int32) << 8) | first] = True
+        pairs = np.flatnonzero(pairs)
+        for extra in range(1, MAX_ENDING + 1):
+            for mark in TRAILING:
+                self._add(np.minimum((pairs >> 8) + extra, MAX_LENGTH + 1), pairs & 0xFF, np.full(len(pairs), mark))
+
+    def _add(self, lengths: np.ndarray, first: np.ndarray, last: np.ndarray) -> None:
+        self.ends[(lengths.astype(np.int32) << 8) | last] = True
+        self.table[self._keys(lengths, first, last)] = True
+
+    @staticmethod
+    def _keys(lengths: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+        return (lengths.astype(np.int32) << 16) | (first.astype(np.int32) << 8) | last
+
+    def candidates(self, raw: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Positions of the tokens worth matching, from the tokenised block and its line feeds
+        (in place and in 32 bits: this runs on every token of the file)."""
+        before = ends.astype(np.int32)  # each token's last byte, then its length
+        keys = np.empty(len(before), dtype=np.int32)  # without the line feed
+        keys[0] = before[0]
+        np.subtract(before[1:], before[:-1], out=keys[1:])
+        keys[1:] -= 1
+        np.minimum(keys, MAX_LENGTH + 1, out=keys)
+        before -= 1  # an empty token's last byte is the separator before it: its length 0 never passes
+        last = raw.take(before)
+        keys <<= 8
+        keys |= last
+        maybe = np.flatnonzero(self.ends.take(keys))
+        if not len(maybe):
+            return maybe
+        starts = np.where(maybe > 0, ends[maybe - 1] + 1, 0)
+        lengths = np.minimum(ends[maybe] - starts, MAX_LENGTH + 1)
+        return maybe[self.table[self._keys(lengths, raw.take(starts), last[maybe])]]
+
+
+class _Scan:
+    """One scan's state: the candidate tokens waiting to be matched, the hits so far."""
+
+    def __init__(self, index: IdentifierIndex, limit: int | None) -> None:
+        self.index, self.limit = index, limit
+        self.sieve, self.phrases = index._sieves()
+        self.pending: list[pa.Array] = []
+        self.waiting = 0
+        self.found: list[str] = []
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        """Tokenise one block (ending with a separator) and keep the tokens that may match."""
+        if not len(self.index):
+            return
+        tokenised, raw, ends = _tokenised(data, _TO_LINE_FEED)
+        chosen = self.sieve.candidates(raw, ends)
+        if len(chosen):
+            self._wait(_token_array(tokenised, ends, chosen))
+        if self.phrases:  # values with spaces: every stretch between the other separators
+            tokenised, _, ends = _tokenised(data, _TO_LINE_FEED_BUT_SPACES)
+            stretches = pc.ascii_rtrim(_token_array(tokenised, ends), characters=_TRIMMED)
+            stretches = pc.ascii_ltrim(stretches, characters=" ")
+            self._wait(pc.filter(stretches, pc.match_substring(stretches, " ")))  # single words: matched above
+
+    def _wait(self, tokens: pa.Array) -> None:
+        self.pending.append(tokens)
+        self.waiting += len(tokens)
+        if self.waiting >= BATCH:
+            self._match()
+
+    def _match(self) -> None:
+        """Match the waiting tokens against the index: one pass over the index per batch."""
+        if not self.pending:
+            return
+        tokens = pc.ascii_ltrim(pc.ascii_rtrim(pa.concat_arrays(self.pending), characters=_TRIMMED),
+                               characters=" ")
+        self.pending, self.waiting = [], 0
+        values = self.index.values
+        known = pc.filter(values, pc.is_in(values, value_set=pc.unique(tokens)))
+        if not len(known):
+            return
+        hits = pc.filter(tokens, pc.fill_null(pc.is_in(tokens, value_set=known), False))
+        self.total += len(hits)
+        room = len(hits) if self.limit is None else self.limit - len(self.found)
+        if room > 0:
+            self.found.extend(hits.slice(0, room).to_pylist())
+
+    def finish(self) -> tuple[list[str], int]:
+        self._match()
+        return self.found, self.total
 
 
 def _blocks(path: Path, size: int):
-    """The file in blocks of about ``size`` bytes, each ending at a line end (or the file's end)."""
-    rest = b""
+    """The file in blocks of about ``size`` bytes, each ending with a separator (a line end when
+    the block has one), so that no token is split. A stretch without any separator longer than
+    ``4 * size`` cannot be an identifier: it is skipped whole, never cut into pieces that might
+    look like one. A UTF-8 byte order mark is dropped."""
+    rest, skipping, first = b"", False, True
     with path.open("rb") as stream:
         while True:
             block = stream.read(size)
+            if first:
+                block, first = block.removeprefix(b"\xef\xbb\xbf"), False
             if not block:
-                if rest:
-                    yield rest
+                if rest and not skipping:
+                    yield rest + b"\n"
                 return
             data = rest + block
-            cut = data.rfind(b"\n") + 1
-            if cut == 0 and len(data) < 4 * size:
-                rest = data
+            if skipping:
+                start = _after_first_separator(data)
+                if start < 0:
+                    rest = b""
+                    continue
+                data, skipping = data[start:], False
+            cut = data.rfind(b"\n") + 1 or _separators_marked(data).rfind(b"\n") + 1
+            if cut == 0:
+                rest, skipping = (data, False) if len(data) <= 4 * size else (b"", True)
                 continue
-            cut = cut or len(data)
             rest = data[cut:]
             yield data[:cut]
 
 
-def _csv_tokens(data: bytes, delimiter: str) -> pa.ChunkedArray | None:
-    import pyarrow.csv as pacsv
-
-    try:
-        table = pacsv.read_csv(pa.BufferReader(data), read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-                               parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                               convert_options=pacsv.ConvertOptions(column_types=_strings(data, delimiter),
-                                                                    strings_can_be_null=False))
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        return None
-    cells = [c.combine_chunks() for c in table.columns if len(c)]
-    if any(c.type != pa.string() for c in cells):
-        return None
-    spaced = [pc.filter(c, pc.match_substring(c, " ")) for c in cells]
-    words = [pc.list_flatten(pc.utf8_split_whitespace(c)) for c in spaced if len(c)]
-    return pa.chunked_array(cells + words, type=pa.string())
+def _separators_marked(data: bytes) -> bytes:
+    """The bytes with every byte of every separator (Unicode spaces too) turned into a line feed,
+    at the same positions."""
+    if not data.isascii():
+        data = WIDE_SPACES.sub(lambda space: b"\n" * len(space.group()), data)
+    return data.translate(_TO_LINE_FEED)
 
 
-def _strings(data: bytes, delimiter: str) -> dict[str, pa.DataType]:
-    """Every column read as text (no type inference that would turn "007" into 7)."""
-    first = data[:data.find(b"\n") + 1 or len(data)].decode("utf-8", "replace")
-    return {f"f{i}": pa.string() for i in range(len(first.split(delimiter)) + 64)}
+def _after_first_separator(data: bytes) -> int:
+    """Where the first token after the first separator starts, or -1 when there is no separator."""
+    marked = _separators_marked(data)
+    start = marked.find(b"\n")
+    if start < 0:
+        return -1
+    while start < len(marked) and marked[start] == 10:
+        start += 1
+    return start
 
 
 def scan_result(index: IdentifierIndex, path: Path) -> CheckResult:
     found, total = index.scan_file(path)
     if total:
-        return result("identifier-leak", FAIL, f"{total} identifying value(s) of the project's datasets (patient "
-                      f"ids, exact dates, postcodes...) appear in the file: remove them.", values=found)
-    return result("identifier-leak", PASS, "No identifying value of the project's datasets was found.")
+        return result("identifier-leak", FAIL, Msg("{values} identifying value(s) of the project's datasets (patient "
+                                                   "ids, exact dates, postcodes...) appear in the file: remove them.",
+                                                   values=total), values=found)
+    return result("identifier-leak", PASS, Msg("No identifying value of the project's datasets was found."))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from egress_review.checks.i18n import Msg
+
 
 @dataclass(frozen=True)
 class Params:
@@ -30,20 +32,23 @@ class Params:
         if not overrides:
             return cls()
         if not isinstance(overrides, dict):
-            raise ValueError("disclosure_rules must be a mapping of parameter names to values.")
+            raise ValueError(Msg("disclosure_rules must be a mapping of parameter names to values."))
         known = {f.name: f for f in fields(cls)}
         changes: dict[str, Any] = {}
         for name, value in overrides.items():
             if name not in known:
-                raise ValueError(f"Unknown disclosure rule parameter {name!r}; known: {', '.join(sorted(known))}.")
+                raise ValueError(Msg("Unknown disclosure rule parameter {name}; known: {known}.", name=repr(name),
+                                     known=", ".join(sorted(known))))
             default = getattr(cls(), name)
             if isinstance(default, bool):
                 if not isinstance(value, bool):
-                    raise ValueError(f"{name} must be true or false, not {value!r}.")
+                    raise ValueError(Msg("{name} must be true or false, not {value}.", name=name, value=repr(value)))
             elif isinstance(default, int):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}.")
+                    raise ValueError(Msg("{name} must be a whole number, 0 or more, not {value}.", name=name,
+                                         value=repr(value)))
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}.")
+                raise ValueError(Msg("{name} must be a number between 0 and 1, not {value}.", name=name,
+                                     value=repr(value)))
             changes[name] = value
         return replace(cls(), **changes)

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from egress_review.checks import FAIL, PASS, REVIEW, CheckContext, CheckResult, Released, result
+from egress_review.checks.i18n import Msg
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xlsm", ".xls", ".parquet"}
 MAX_TABLE_BYTES = 8 * 1024 * 1024  # larger is never a summary table: only streamed rules run
 SNIFF_BYTES = 64 * 1024
+MAX_SHEET_ROWS = 1_000_000  # a sheet is read whole: more rows (a small file can unzip huge) is row-level data
 IDENTIFIER_NAMES = re.compile(r"(^|_)(id|ids|nir|ipp|patient|patient_id|person|stay_id|nom|name|prenom|email|"
                               r"address|adresse|phone|telephone|postcode|code_postal|zip)($|_)", re.I)
 BIRTH_NAMES = re.compile(r"(birth|naissance|dob|date_nais)", re.I)
@@ -30,7 +32,11 @@ DATE_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T].*)?$|^\d{2}/\d{2}/\d{4}$")
 
 
 class Unreadable(ValueError):
-    """The file is not a table the rules can read; the message says what to do."""
+    """The file is not a table the rules can read; the message (a ``Msg``) says what to do."""
+
+    def __init__(self, message: Msg) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass
@@ -79,43 +85,44 @@ def read_grid(path: Path, name: str) -> Grid:
     elif ext == ".parquet":
         rows = _parquet_rows(path)
     else:
-        raise Unreadable(f"{name} is not a table (CSV, TSV, XLSX or Parquet).")
+        raise Unreadable(Msg("{name} is not a table (CSV, TSV, XLSX or Parquet).", name=name))
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
-        raise Unreadable("The file is empty: there is nothing to release.")
+        raise Unreadable(Msg("The file is empty: there is nothing to release."))
     return detect_layout(rows)
 
 
 def decode(data: bytes) -> str:
     """UTF-8 (with or without BOM) or refused: a mixed or unknown encoding would hide cells."""
     if b"\x00" in data[:SNIFF_BYTES]:
-        raise Unreadable("This file is binary, not a text table; export the table as CSV (UTF-8).")
+        raise Unreadable(Msg("This file is binary, not a text table; export the table as CSV (UTF-8)."))
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise Unreadable(f"This file is not valid UTF-8 (byte {error.start}); save it as CSV UTF-8 and "
-                         f"submit it again.") from None
+        raise Unreadable(Msg("This file is not valid UTF-8 (byte {byte}); save it as CSV UTF-8 and submit it "
+                             "again.", byte=error.start)) from None
 
 
 def _csv_rows(path: Path, delimiter: str | None) -> list[list[str]]:
     size = path.stat().st_size
     if size == 0:
-        raise Unreadable("The file is empty: there is nothing to release.")
+        raise Unreadable(Msg("The file is empty: there is nothing to release."))
     if size > MAX_TABLE_BYTES:
-        raise Unreadable(f"The file holds {size} bytes, far more than a summary table; it was treated as "
-                         f"row-level data.")
+        raise Unreadable(Msg("The file holds {size} bytes, far more than a summary table; it was treated as "
+                             "row-level data.", size=size))
     text = decode(path.read_bytes())
     delimiter = delimiter or sniff_delimiter(text)
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
     except csv.Error as error:
-        raise Unreadable(f"The CSV is malformed ({error}); check its quotes and export it again.") from None
+        raise Unreadable(Msg("The CSV is malformed ({error}); check its quotes and export it again.",
+                             error=str(error))) from None
     widths = {len(row) for row in rows if row}
     if len(widths) > 1:
         first = len(rows[0])
         line = next(n for n, row in enumerate(rows, 1) if row and len(row) != first)
-        raise Unreadable(f"The CSV is malformed: line {line} has {len(rows[line - 1])} fields where the first "
-                         f"line has {first}; export the table again.")
+        raise Unreadable(Msg("The CSV is malformed: line {line} has {fields} fields where the first line has "
+                             "{first}; export the table again.", line=line, fields=len(rows[line - 1]), first=first))
     return rows
 
 
@@ -130,25 +137,33 @@ def sniff_delimiter(text: str) -> str:
 def _excel_rows(path: Path, ext: str) -> list[list[str]]:
     """The first sheet's values; formulas and macros are refused (they hide or compute cells)."""
     if ext == ".xls":
-        raise Unreadable("Old Excel (.xls) files are not accepted; save the table as .xlsx or CSV.")
+        raise Unreadable(Msg("Old Excel (.xls) files are not accepted; save the table as .xlsx or CSV."))
     if not zipfile.is_zipfile(path):
-        raise Unreadable("This is not a valid Excel (.xlsx) file; save it again as .xlsx or CSV.")
+        raise Unreadable(Msg("This is not a valid Excel (.xlsx) file; save it again as .xlsx or CSV."))
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise Unreadable(Msg("The file holds {size} bytes, far more than a summary table; it was treated as "
+                             "row-level data.", size=size))
     with zipfile.ZipFile(path) as archive:
         if any(n.lower().endswith("vbaproject.bin") for n in archive.namelist()) or ext == ".xlsm":
-            raise Unreadable("The workbook contains macros; save the table without macros (.xlsx or CSV).")
+            raise Unreadable(Msg("The workbook contains macros; save the table without macros (.xlsx or CSV)."))
     import openpyxl
 
     book = openpyxl.load_workbook(path, read_only=True, data_only=False)
     try:
         if len(book.worksheets) != 1:
-            raise Unreadable(f"The workbook has {len(book.worksheets)} sheets; submit one table per file.")
+            raise Unreadable(Msg("The workbook has {sheets} sheets; submit one table per file.",
+                                 sheets=len(book.worksheets)))
         rows = []
         for r, row in enumerate(book.worksheets[0].iter_rows(values_only=True)):
+            if r == MAX_SHEET_ROWS:
+                raise Unreadable(Msg("The sheet holds more than {rows} rows, far more than a summary table; it was "
+                                     "treated as row-level data.", rows=MAX_SHEET_ROWS))
             cells = []
             for c, value in enumerate(row):
                 if isinstance(value, str) and value.startswith("="):
-                    raise Unreadable(f"Cell {_excel_name(r, c)} holds a formula ({value[:40]}); paste the values "
-                                     f"only and submit the file again.")
+                    raise Unreadable(Msg("Cell {cell} holds a formula ({formula}); paste the values only and "
+                                         "submit the file again.", cell=_excel_name(r, c), formula=value[:40]))
                 cells.append("" if value is None else _text(value))
             rows.append(cells)
     finally:
@@ -180,10 +195,10 @@ def _parquet_rows(path: Path) -> list[list[str]]:
     try:
         meta = pq.ParquetFile(path).metadata
     except Exception as error:  # noqa: BLE001 - a broken file is a verdict, not a crash
-        raise Unreadable(f"This is not a valid Parquet file ({error}); write it again.") from None
+        raise Unreadable(Msg("This is not a valid Parquet file ({error}); write it again.", error=str(error))) from None
     if meta.num_rows > 1_000_000 or path.stat().st_size > MAX_TABLE_BYTES:
-        raise Unreadable(f"The file holds {meta.num_rows} rows, far more than a summary table; it was treated "
-                         f"as row-level data.")
+        raise Unreadable(Msg("The file holds {rows} rows, far more than a summary table; it was treated as "
+                             "row-level data.", rows=meta.num_rows))
     frame = pq.read_table(path).to_pandas()
     header = [str(c) for c in frame.columns]
     body = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else _text(v) for v in row]
@@ -213,8 +228,7 @@ def check_table(path: Path, context: CheckContext) -> list[CheckResult]:
     try:
         grid = read_grid(path, context.filename)
     except Unreadable as refused:
-        status = FAIL
-        return [result("table-format", status, str(refused))]
+        return [result("table-format", FAIL, refused.message)]
     return rules_on_grid(grid, context)
 
 
@@ -260,26 +274,29 @@ def cell_rules(grid: Grid, context: CheckContext) -> list[CheckResult]:
             elif value == 0 and p.zeros_are_disclosive:
                 zeros.append(cell)
     out = [
-        result("threshold", FAIL, f"{len(small)} cell(s) count fewer than {p.threshold}: suppress or merge them.",
+        result("threshold", FAIL, Msg("{cells} cell(s) count fewer than {threshold}: suppress or merge them.",
+                                      cells=len(small), threshold=p.threshold),
                cells=small, threshold=p.threshold) if small else
-        result("threshold", PASS, f"Every count is {p.threshold} or more." if counts else
-               "No column of counts was found.", threshold=p.threshold),
+        result("threshold", PASS, Msg("Every count is {threshold} or more.", threshold=p.threshold) if counts else
+               Msg("No column of counts was found."), threshold=p.threshold),
     ]
     if zeros:
-        out.append(result("zeros", FAIL, f"{len(zeros)} cell(s) are zero; a zero discloses that nobody in the "
-                          f"group has the attribute.", cells=zeros))
+        out.append(result("zeros", FAIL, Msg("{cells} cell(s) are zero; a zero discloses that nobody in the group "
+                                             "has the attribute.", cells=len(zeros)), cells=zeros))
     if negative:
-        out.append(result("negative", REVIEW, f"{len(negative)} negative value(s): counts cannot be negative, so "
-                          f"a checker must see what these are.", cells=negative))
+        out.append(result("negative", REVIEW, Msg("{cells} negative value(s): counts cannot be negative, so a "
+                                                  "checker must see what these are.", cells=len(negative)),
+                          cells=negative))
     if stats:
         columns = sorted(" / ".join(grid.column_name(c)) for c in stats)
-        out.append(result("statistics", REVIEW, "Columns of statistics (means, sums...) without their counts: "
-                          "a checker must verify each cell rests on enough people (or attach ACRO's results).",
-                          columns=columns))
+        out.append(result("statistics", REVIEW, Msg("Columns of statistics (means, sums...) without their counts: "
+                                                    "a checker must verify each cell rests on enough people (or "
+                                                    "attach ACRO's results)."), columns=columns))
     if whole:
         base = next((b for b in (10, 5) if all(v % b == 0 for v in whole)), None)
-        out.append(result("rounding", PASS, f"Every count is a multiple of {base}: the table looks rounded to {base}."
-                          if base else "The counts are not rounded.", base=base))
+        out.append(result("rounding", PASS, Msg("Every count is a multiple of {base}: the table looks rounded to "
+                                                "{base}.", base=base) if base else Msg("The counts are not rounded."),
+                          base=base))
     return out
 
 
@@ -288,25 +305,27 @@ def microdata(grid: Grid, context: CheckContext, *, in_notebook: bool = False) -
     p = context.params
     n = len(grid.rows) - grid.header_rows
     header = [" ".join(grid.column_name(c)).strip() for c in range(len(grid.rows[0]))]
-    signals = []
+    signals: list[Msg] = []
     for c, name in enumerate(header):
         values = [grid.rows[r][c] for r in range(grid.header_rows, len(grid.rows)) if grid.rows[r][c].strip()]
         if IDENTIFIER_NAMES.search(name.replace(" ", "_")):
-            signals.append(f"column “{name}” looks like an identifier")
+            signals.append(Msg("column “{name}” looks like an identifier", name=name))
         elif BIRTH_NAMES.search(name):
-            signals.append(f"column “{name}” looks like a date of birth")
+            signals.append(Msg("column “{name}” looks like a date of birth", name=name))
         elif values and sum(bool(DATE_VALUE.match(v)) for v in values) > 0.8 * len(values) \
                 and len(set(values)) > 0.5 * len(values) and len(values) >= 20:
-            signals.append(f"column “{name}” holds many exact dates")
+            signals.append(Msg("column “{name}” holds many exact dates", name=name))
         elif values and c >= grid.index_cols and sum(len(v) for v in values) / len(values) > 40 \
                 and all(number(v) is None for v in values):
-            signals.append(f"column “{name}” holds free text")
+            signals.append(Msg("column “{name}” holds free text", name=name))
     enough_rows = n >= (1 if in_notebook else p.microdata_min_rows)
     if n > p.microdata_max_rows or (signals and enough_rows):
-        why = "; ".join(signals) or f"{n} rows"
-        return result("microdata", FAIL, f"This looks like row-level data ({n} rows; {why}); release only "
-                      f"aggregated tables.", rows=n, signals=signals)
-    return result("microdata", PASS, f"{n} rows: looks like a summary table.", rows=n, signals=signals)
+        why = signals or Msg("{rows} rows", rows=n)
+        return result("microdata", FAIL, Msg("This looks like row-level data ({rows} rows; {why}); release only "
+                                             "aggregated tables.", rows=n, why=why),
+                      rows=n, signals=[str(s) for s in signals])
+    return result("microdata", PASS, Msg("{rows} rows: looks like a summary table.", rows=n), rows=n,
+                  signals=[str(s) for s in signals])
 
 
 def differencing(grid: Grid, context: CheckContext, earlier: Released) -> CheckResult | None:
@@ -329,9 +348,10 @@ def differencing(grid: Grid, context: CheckContext, earlier: Released) -> CheckR
                 cells.append({"row": r, "col": c, "value": grid.rows[r][c], "earlier": _text(before)})
     if not cells:
         return None
-    return result("differencing", FAIL, f"With {earlier.label}, released earlier, {len(cells)} cell(s) differ by "
-                  f"fewer than {p.threshold}: subtracting the two tables discloses a small group.",
-                  cells=cells, earlier=earlier.label)
+    return result("differencing", FAIL, Msg("With {earlier}, released earlier, {cells} cell(s) differ by fewer "
+                                            "than {threshold}: subtracting the two tables discloses a small group.",
+                                            earlier=earlier.label, cells=len(cells), threshold=p.threshold),
+                  cells=cells, earlier=str(earlier.label))
 
 
 def identifier_cells(grid: Grid, context: CheckContext) -> CheckResult:
@@ -341,6 +361,7 @@ def identifier_cells(grid: Grid, context: CheckContext) -> CheckResult:
     hits = context.identifiers.contains([cell["value"] for cell in cells])
     found = [cell for cell, hit in zip(cells, hits) if hit]
     if found:
-        return result("identifier-leak", FAIL, f"{len(found)} cell(s) hold identifying values of the project's "
-                      f"datasets (patient ids, exact dates, postcodes...): remove them.", cells=found)
-    return result("identifier-leak", PASS, "No identifying value of the project's datasets was found.")
+        return result("identifier-leak", FAIL, Msg("{cells} cell(s) hold identifying values of the project's "
+                                                   "datasets (patient ids, exact dates, postcodes...): remove them.",
+                                                   cells=len(found)), cells=found)
+    return result("identifier-leak", PASS, Msg("No identifying value of the project's datasets was found."))

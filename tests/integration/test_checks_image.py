@@ -4,6 +4,7 @@ submitting, with no network and no catalogue, identifier leaks found through an 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 
 import pytest
@@ -11,12 +12,12 @@ import pytest
 from egress_review.checks.identifiers import IdentifierIndex
 
 pytestmark = pytest.mark.integration
-IMAGE = "tre/singleuser:latest"
+IMAGE = os.environ.get("TRE_TEST_SINGLEUSER_IMAGE", "tre/singleuser:latest")  # another build, to try it first
 
 
-def run_in_image(client, folder, *command: str) -> tuple[int, str]:
+def run_in_image(client, folder, *command: str, environment: dict[str, str] | None = None) -> tuple[int, str]:
     instance = f"tre-checks-{secrets.token_hex(4)}"
-    container = client.containers.run(IMAGE, list(command), detach=True, network_mode="none",
+    container = client.containers.run(IMAGE, list(command), detach=True, network_mode="none", environment=environment,
                                       labels={"tre.instance": instance, "tre.component": "checks-test"},
                                       volumes={str(folder): {"bind": "/check", "mode": "ro"}}, user="1000:100")
     try:
@@ -42,3 +43,16 @@ def test_tre_check_in_the_image_flags_the_small_cell_and_the_identifier(docker_c
     assert by_file["/check/notes.txt"]["identifier-leak"]["status"] == "fail"
     status, output = run_in_image(docker_client, tmp_path, "tre", "catalogue", "projects")
     assert status == 64 and "tre check" in output
+
+
+def test_tre_check_in_the_image_speaks_the_workspaces_language(docker_client, tmp_path):
+    """The spawner gives the workspace the browser's language (TRE_UI_LANGUAGE); the image's locale
+    is C.UTF-8, so ``tre check`` follows TRE_UI_LANGUAGE, reading the French catalogue shipped with it."""
+    tmp_path.chmod(0o755)
+    (tmp_path / "small.csv").write_text("region,n\n11,4\n84,37\n")
+    (tmp_path / "small.csv").chmod(0o644)
+    status, output = run_in_image(docker_client, tmp_path, "tre", "check", "/check/small.csv",
+                                  environment={"TRE_UI_LANGUAGE": "fr"})
+    assert status == 1, output
+    assert "/check/small.csv: NON CONFORME" in output
+    assert "[non conforme] threshold: 1 cellule(s) ont un effectif inférieur à 10 (effectif minimal)" in output

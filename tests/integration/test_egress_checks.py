@@ -1,6 +1,7 @@
 """The automatic disclosure checks through the real hub: alice submits a table with a small cell and
 an output holding a patient id from a dataset cardio-risk is granted; on carol's review page the
-small cell is highlighted by the threshold rule and the second file fails identifier-leak."""
+small cell is highlighted by the threshold rule and the second file fails identifier-leak; with a
+French Accept-Language the same page says the verdicts in French."""
 
 from __future__ import annotations
 
@@ -60,3 +61,11 @@ def test_a_small_cell_is_highlighted_and_a_patient_id_fails(checks_hub):
     leak = top.select_one('li[data-rule="identifier-leak"]')
     assert leak["data-status"] == "fail"
     assert [(td["data-row"], td["data-col"]) for td in top.select("td.check-flagged")] == [("1", "0")]
+
+    # The same page for a French-speaking checker: the verdicts are said in French.
+    french = BeautifulSoup(carol.get(f"{checks_hub.url}{PAGES}reviews/{request_id}",
+                                     headers={"Accept-Language": "fr-FR,fr;q=0.9,en;q=0.5"}).text, "html.parser")
+    small = next(a for a in french.select(".review-file") if a["data-name"] == "small.csv")
+    assert small.select_one(".check-outcome").get_text() == "Non conforme"
+    assert small.select_one('li[data-rule="threshold"] .check-summary').get_text() == (
+        "1 cellule(s) ont un effectif inférieur à 10 (effectif minimal) : supprimez-les ou regroupez des modalités.")

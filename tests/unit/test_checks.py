@@ -196,6 +196,25 @@ def test_excel_formulas_and_macros_are_refused(tmp_path):
     assert "macros" in found["table-format"]
 
 
+def test_a_workbook_too_large_for_a_summary_is_row_level_data_never_read_whole(tmp_path, monkeypatch):
+    """A sheet is read whole, so an .xlsx larger than a summary table (or one whose few bytes unzip
+    into more rows than any summary) fails as row-level data before it fills the memory."""
+    import openpyxl
+
+    from egress_review.checks import tables
+
+    book = openpyxl.Workbook()
+    for i in range(12):
+        book.active.append([f"g{i}", 20 + i])
+    book.save(tmp_path / "t.xlsx")
+    monkeypatch.setattr(tables, "MAX_SHEET_ROWS", 10)
+    found = check(tmp_path, "t.xlsx", (tmp_path / "t.xlsx").read_bytes())
+    assert found["table-format"]["status"] == FAIL and "more than 10 rows" in found["table-format"]["summary"]
+    monkeypatch.setattr(tables, "MAX_TABLE_BYTES", 1000)
+    found = check(tmp_path, "t.xlsx", (tmp_path / "t.xlsx").read_bytes())
+    assert found["table-format"]["status"] == FAIL and "bytes, far more than a summary" in found["table-format"]["summary"]
+
+
 def test_a_large_csv_is_streamed_with_bounded_memory(tmp_path):
     """About 300 MB of rows: treated as row-level data, scanned in blocks, memory stays bounded."""
     path = tmp_path / "big.csv"

@@ -21,6 +21,17 @@ def test_the_singleuser_context_carries_the_services_checks_byte_for_byte():
     assert shipped == source
 
 
+def test_the_singleuser_context_carries_the_french_catalogue_where_the_checks_read_it():
+    """``tre check`` speaks French in the workspace: the .po file travels with the package, at the
+    place ``egress_review/checks/i18n.py`` looks first (``egress_review/locale``)."""
+    from egress_review.checks import i18n
+
+    with tarfile.open(fileobj=build_context("singleuser", None)) as context:
+        shipped = context.extractfile("tre_check/egress_review/locale/fr/LC_MESSAGES/tre.po").read()
+    assert shipped == (ROOT / "datasets" / "locale" / "fr" / "LC_MESSAGES" / "tre.po").read_bytes()
+    assert i18n.LOCALE_DIRS[0] == ROOT / "egress_review" / "locale"  # in the image: next to checks/
+
+
 def test_the_checks_import_nothing_of_the_hub():
     """The package runs in a workspace: no datasets, spawner or service imports."""
     for path in SOURCE.glob("*.py"):

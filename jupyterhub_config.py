@@ -24,7 +24,7 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
 c.ConfigurableHTTPProxy.command = [settings.proxy_command]
 
 # --- state -------------------------------------------------------------------------------------
-c.JupyterHub.db_url = f"sqlite:///{settings.home / 'jupyterhub.sqlite'}"
+c.JupyterHub.db_url = settings.hub_database_url or f"sqlite:///{settings.home / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(settings.secrets_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(settings.home / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(settings.home / "proxy.pid")

@@ -26,6 +26,10 @@ class TRESettings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the TRE database (catalogue). Default: SQLite in `home`.",
     )
+    hub_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the hub's own database (PostgreSQL in production). Default: SQLite in `home`.",
+    )
     instance: str = Field(
         default="demo",
         pattern=r"^[a-z0-9][a-z0-9-]{0,30}$",

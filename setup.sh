@@ -193,6 +193,9 @@ case "$ACTION" in
     setup_all
     postgresql
     browser
+    step "SSH client for the deployment test (Ansible reaches its throwaway Debian target over SSH)"
+    apt_install openssh-client
+    done_step
     step "Test suite: unit (SQLite and PostgreSQL), then integration (real Docker engine, hub, proxy and Chromium)"
     TRE_TEST_POSTGRES_URL="$PG_TEST_URL" "$VENV/bin/python" -m pytest tests
     ;;

@@ -75,9 +75,16 @@ def _catalogue_url() -> str:
     """The TRE database's URL, once we know it is there and up to date."""
     settings = TRESettings()
     if not is_current(settings.catalogue_url):
-        _fail(f"The TRE database {settings.catalogue_url} is missing or older than this version of the TRE. "
+        _fail(f"The TRE database {_shown_url(settings.catalogue_url)} is missing or older than this version of the TRE. "
               f"Check TRE_HOME (now {settings.home}), then run `tre db upgrade`.")
     return settings.catalogue_url
+
+
+def _shown_url(url: str) -> str:
+    """A database URL fit for a terminal or a log: a PostgreSQL password never shows."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @db_app.command("upgrade")
@@ -85,7 +92,7 @@ def db_upgrade() -> None:
     """Create or migrate the TRE database to the newest schema."""
     settings = TRESettings()
     upgrade(settings.catalogue_url)
-    console.print(f"Database at the newest schema: {settings.catalogue_url}")
+    console.print(f"Database at the newest schema: {_shown_url(settings.catalogue_url)}")
 
 
 @catalogue_app.command("load")

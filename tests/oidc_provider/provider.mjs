@@ -3,7 +3,10 @@
 // RP-initiated logout) and test accounts with passwords. Its sign-in page is ours (a plain form
 // that checks the password); the package's development pages load fonts from the Internet.
 //
-//   node tests/oidc_provider/provider.mjs <port> <hub callback URL> <post-logout URL> <client secret>
+//   node tests/oidc_provider/provider.mjs <port> <hub callback URL> <post-logout URL> <client secret> [<address>]
+//
+// <address> (default 127.0.0.1): where it listens, and its issuer's host; the deployment test binds
+// it to its test network's gateway so that the hub on the throwaway target reaches it.
 //
 // Prints "ready <issuer>" once it listens; stops on SIGTERM. POST /test/crash-after-next-code makes
 // it vanish right after its next authorization response (the sign-on tests' "provider gone" case).
@@ -12,8 +15,8 @@ import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import Provider from 'oidc-provider';
 
-const [port, callbackUrl, postLogoutUrl, clientSecret] = process.argv.slice(2);
-const issuer = `http://127.0.0.1:${port}`;
+const [port, callbackUrl, postLogoutUrl, clientSecret, address = '127.0.0.1'] = process.argv.slice(2);
+const issuer = `http://${address}:${port}`;
 
 // alice: a researcher of the catalogue; carol: known, in no project; mallory: unknown to the catalogue
 const ACCOUNTS = {
@@ -166,5 +169,5 @@ const server = http.createServer((req, res) => {
   });
 });
 
-server.listen(Number(port), '127.0.0.1', () => console.log(`ready ${issuer}`));
+server.listen(Number(port), address, () => console.log(`ready ${issuer}`));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

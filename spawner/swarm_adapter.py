@@ -7,18 +7,20 @@ the Swarm API of Docker 20.10 (API 1.41) can say them:
 - datasets bind-mounted read-only at ``/data/<slug>``, ``/project`` and the home read-write;
 - user 1000:100, read-only root file system, a tmpfs ``/tmp``, every capability dropped, an init;
 - memory, CPU and process-count limits; no restart (a stopped workspace stays stopped);
-- one internal, attachable overlay network per project: no route out, nothing of other projects;
+- one internal, attachable overlay network per project: no route out, nothing of other projects,
+  encrypted between nodes (IPsec) unless the site says otherwise;
 - placement constraints, one per dataset, ``node.labels.tre.dataset.<slug>==<version>``: the task
   lands only on a node that holds every dataset version it mounts, or on none.
 
 What a service cannot ask for on Docker 20.10, and what covers it instead:
 
-- ``no-new-privileges`` (``security_opt``; services gained it in API 1.46): each node's engine
-  runs with ``dockerd --no-new-privileges``, which sets it on every container of that node, and
-  the image ships no setuid program a researcher could use (the attack suite checks both);
+- ``no-new-privileges`` (``security_opt``; a service's spec has no field for it in API 1.41):
+  each node's engine runs with ``dockerd --no-new-privileges``, which sets it on every container
+  of that node, so the image's setuid programs (``su``, ``passwd``) give no privilege; the attack
+  suite's ``setuid-binaries`` check proves it in the workspace;
 - ``memswap_limit`` (no swap beyond the memory limit): nodes run without swap;
-- the tmpfs mount options: services give a tmpfs only a size and a mode, no ``nosuid``/``nodev``
-  (a researcher cannot create setuid files or device nodes without capabilities anyway);
+- the tmpfs mount options: a service's tmpfs takes only a size and a mode; the engine mounts it
+  ``nosuid,nodev,noexec``, stricter than the single host's ``/tmp`` (no programs run from it);
 - the host firewall of the single-host set-up (``spawner.firewall``) has no counterpart: an
   internal overlay network has no gateway interface on any host, so there is nothing to filter.
 """
@@ -26,12 +28,13 @@ What a service cannot ask for on Docker 20.10, and what covers it instead:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import docker
 from docker.errors import APIError, NotFound
-from docker.types import DNSConfig, Mount, Placement, Resources, RestartPolicy
+from docker.types import DNSConfig, Mount, Resources, RestartPolicy
 
 from spawner.plan import NetworkPlan, WorkspacePlan
 
@@ -197,16 +200,29 @@ def ensure_overlay_network(client: docker.APIClient, network: NetworkPlan, site:
             if exc.status_code != 409:  # another spawn of the same project created it first
                 raise
         info = client.inspect_network(network.name)
+    info = _allocated(client, network.name, info)
     problems = []
     if info.get("Labels", {}).get("tre.managed") != "true":
         problems.append("not labelled tre.managed=true")
     if info.get("Driver") != "overlay" or bool(info.get("Internal")) != network.internal:
         problems.append(f"driver {info.get('Driver')}, internal {info.get('Internal')}")
+    if site.encrypted_network and "encrypted" not in (info.get("Options") or {}):
+        problems.append("not encrypted between nodes")
     if problems:
         raise RuntimeError(
             f"Docker network {network.name} is not the one the TRE makes ({'; '.join(problems)}); "
             "an administrator removes it (docker network rm), then the workspace can start.")
     return info["IPAM"]["Config"][0]["Gateway"].split("/")[0]
+
+
+def _allocated(client: docker.APIClient, name: str, info: dict, timeout: float = 30) -> dict:
+    """The network once the swarm's allocator has given it its driver and subnet: a manager
+    answers for a network it has just created before that, with both still empty."""
+    deadline = time.monotonic() + timeout
+    while not (info.get("Driver") and (info.get("IPAM") or {}).get("Config")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        info = client.inspect_network(name)
+    return info
 
 
 def remove_overlay_network_if_unused(client: docker.APIClient, name: str) -> bool:

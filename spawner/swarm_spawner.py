@@ -132,9 +132,16 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
     def remove_network_if_unused(self, name: str) -> bool:
         return swarm_adapter.remove_overlay_network_if_unused(self.client, name)
 
-    async def _remove_quietly(self) -> None:
+    async def remove_object(self):
+        """Remove the service; one already gone (or never made, when JupyterHub stops a refused
+        start) is nothing to do."""
+        if not self.object_id:
+            return
         try:
-            await self.remove_object()
+            await super().remove_object()
         except NotFound:
             pass
+
+    async def _remove_quietly(self) -> None:
+        await self.remove_object()
         self.clear_state()

@@ -160,6 +160,13 @@ def overlay_network_options(network: NetworkPlan, site: SwarmSite) -> dict[str, 
     }
 
 
+def endpoint_spec() -> dict[str, Any]:
+    """SwarmSpawner's ``extra_endpoint_spec``: the service's name resolves to its one task (DNS
+    round robin) rather than to a virtual IP, and no port is published on the nodes. A virtual IP
+    balances nothing for one task and needs IPVS in every container that calls it (the hub's)."""
+    return {"mode": "dnsrr"}
+
+
 @dataclass(frozen=True)
 class ServiceParameters:
     """Every SwarmSpawner trait the plan decides, in one value the spawner applies."""
@@ -171,6 +178,7 @@ class ServiceParameters:
     container: dict[str, Any]
     task: dict[str, Any]
     placement: dict[str, Any]
+    endpoint: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -183,6 +191,7 @@ def service_parameters(plan: WorkspacePlan, site: SwarmSite, nameserver: str) ->
         container=container_spec(plan, nameserver),
         task=task_spec(plan),
         placement=placement(plan, site),
+        endpoint=endpoint_spec(),
         labels=dict(plan.labels),
     )
 

@@ -80,6 +80,7 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
         self.extra_container_spec = service.container
         self.extra_task_spec = service.task
         self.extra_placement_spec = service.placement
+        self.extra_endpoint_spec = service.endpoint
         self.extra_create_kwargs = {"labels": service.labels}
         self.notebook_dir = service.container["workdir"]
         if self.hub_container:

@@ -9,9 +9,10 @@ host engine's settings:
   labels ``tre.dataset.claims=2024.1``, ``tre.dataset.hospital_stays=2024.1``, nothing of
   ``lab_results``); the workspaces folder on both, as shared storage is;
 - ``ProjectSwarmSpawner`` driven directly against node 1's engine, with the few JupyterHub objects
-  it needs, no hub process: a hub would have to run as a container on the swarm to reach the
-  workspace over its project network, which this test does not build (the attack suite's hub API
-  checks stay with tests/integration/test_attacks.py, on one host).
+  it needs, no hub process; where the hub's container would be, on node 1, an HTTP server on the
+  hub's port stands in for it (``hub_container``), so the test proves the spawner joins it to the
+  project network and that it and the workspace reach each other by name. The attack suite's hub
+  API checks need the real hub: they stay with tests/integration/test_attacks.py, on one host.
 
 It proves that alice's cardio-risk workspace is placed on node 2, the only node holding its
 datasets; that bob's diabetes-outcomes workspace (lab_results, held by no node) is refused with a
@@ -279,9 +280,9 @@ class Canaries:
     containers: list
 
 
-def run_canary(node: Node, network: str, labels: dict, *args: str):
+def run_canary(node: Node, network: str, labels: dict, *args: str, name: str | None = None):
     container = node.client.containers.run(
-        IMAGE, ["python3", "-c", CANARY_SOURCE, *args], detach=True, network=network, labels=labels,
+        IMAGE, ["python3", "-c", CANARY_SOURCE, *args], detach=True, network=network, labels=labels, name=name,
         user="1000:100", read_only=True, cap_drop=["ALL"], pids_limit=64, mem_limit="128m")
     wait_for(lambda: "READY" in container.logs().decode(errors="replace"), 60, f"canary {args[0]} ready")
     container.reload()
@@ -289,9 +290,19 @@ def run_canary(node: Node, network: str, labels: dict, *args: str):
 
 
 @pytest.fixture(scope="module")
-def alice_workspace(swarm: Swarm):
+def hub_stand_in(swarm: Swarm):
+    """Where the hub's container would be: on the manager, outside every project network until
+    the spawner joins it to one. An HTTP server on the hub's port stands in for the hub."""
+    container, _ = run_canary(swarm.manager, "bridge", {**swarm.labels, "tre.component": "hub-stand-in"},
+                              "http", "8081", "hub", name=f"tre-{swarm.instance}-hub")
+    yield container
+    container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def alice_workspace(swarm: Swarm, hub_stand_in):
     began = time.monotonic()
-    spawner = spawner_for(swarm, "alice", "cardio-risk")
+    spawner = spawner_for(swarm, "alice", "cardio-risk", hub_container=hub_stand_in.name)
     address = asyncio.run(spawner.start())
     phase(swarm.timings, "alice's workspace started through ProjectSwarmSpawner", began)
     yield spawner, address
@@ -415,6 +426,23 @@ def test_no_canary_heard_from_the_workspace(attack_results):
     """The receiving end agrees: nothing the workspace sent arrived at a canary it must not reach."""
     _, _, heard = attack_results
     assert not heard, heard
+
+
+def test_the_hub_container_is_joined_to_the_project_network_and_both_ends_reach_each_other(
+        swarm, alice_workspace, hub_stand_in):
+    """The hub on the swarm: the spawner joins its container to the project's network; the
+    workspace reaches it by name at the API address it was given, and it reaches the workspace by
+    the service's name (the address JupyterHub's proxy is given)."""
+    spawner, (service, port) = alice_workspace
+    hub_stand_in.reload()
+    assert spawner.network_name in hub_stand_in.attrs["NetworkSettings"]["Networks"]
+    container = task_container(swarm, spawner.service_name)
+    env = dict(line.split("=", 1) for line in container.attrs["Config"]["Env"])
+    assert env["JUPYTERHUB_API_URL"] == f"http://{hub_stand_in.name}:8081/hub/api"
+    to_hub = python_json(container, {"mode": "probe", "http": f"{hub_stand_in.name}:8081"})
+    assert to_hub["http"]["outcome"] == "connected" and "tre-canary hub" in to_hub["http"].get("body", ""), to_hub
+    to_workspace = python_json(hub_stand_in, {"mode": "probe", "http": f"{service}:{port}"})
+    assert to_workspace["http"]["outcome"] == "connected", to_workspace
 
 
 def test_stopping_removes_the_service_and_is_recorded(swarm, alice_workspace):

@@ -8,7 +8,7 @@ import datetime as dt
 from pathlib import Path, PurePosixPath
 
 import pytest
-from docker.types import ContainerSpec, Placement, TaskTemplate
+from docker.types import ContainerSpec, EndpointSpec, Placement, TaskTemplate
 
 from datasets.catalogue import GrantedDataset, WorkspaceAccess
 from spawner import swarm_adapter as swarm
@@ -125,6 +125,7 @@ def test_each_project_has_its_own_network_and_service_name():
 
 def test_service_runs_the_pinned_image_and_carries_the_plans_labels():
     service = swarm.service_parameters(CARDIO, SITE, "10.0.9.1")
+    assert EndpointSpec(**service.endpoint) == {"Mode": "dnsrr"}  # its name is its task, no port published
     assert service.image == "sha256:" + "ab" * 32
     assert service.labels == CARDIO.labels
 

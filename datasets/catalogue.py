@@ -48,6 +48,7 @@ class Refusal(enum.StrEnum):
     NO_IMAGE = "no_image"
     IMAGE_RETIRED = "image_retired"
     IMAGE_MISSING = "image_missing"
+    NO_NODE_FOR_DATASETS = "no_node_for_datasets"
 
 
 class AccessRefused(Exception):

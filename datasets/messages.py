@@ -49,6 +49,11 @@ REFUSALS: dict[Refusal, str] = {
         "The image of project {project} ({image}) is no longer on this machine, so the workspace does not "
         "start. Ask an admin to rebuild it and pin the project again."
     ),
+    Refusal.NO_NODE_FOR_DATASETS: (
+        "No machine of the platform holds the datasets of project {project} ({datasets}) at the versions "
+        "granted, so the workspace does not start. Tell the platform's administrators: a data steward "
+        "puts the datasets on a machine and labels it for them."
+    ),
 }
 
 

@@ -72,6 +72,9 @@ class WorkspacePlan:
     # below ``writable_root``, which only the platform writes to.
     writable_dirs: tuple[Path, ...] = field(default=())
     writable_root: Path | None = None
+    # (slug, version) of each dataset mounted: where datasets sit on some hosts only (a swarm),
+    # the engine places the workspace on a host holding exactly these versions.
+    dataset_versions: tuple[tuple[str, str], ...] = ()
 
     @property
     def dataset_mounts(self) -> tuple[Mount, ...]:
@@ -181,4 +184,5 @@ def make_workspace_plan(
         hardening=Hardening(pids_limit=pids_limit),
         writable_root=workspaces_root,
         writable_dirs=(shared_source, shared_source / "outputs", home_source),
+        dataset_versions=tuple((d.slug, d.version) for d in access.datasets),
     )

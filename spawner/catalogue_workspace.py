@@ -1,0 +1,200 @@
+"""What every TRE spawner does whatever engine runs the workspace: ask the catalogue who may see
+what, refuse with a message in the person's language, verify the datasets, prepare the folders,
+make the plan, and write each act to the audit log.
+
+``CatalogueWorkspace`` is a mixin for DockerSpawner subclasses (``ProjectSpawner`` on one host,
+``ProjectSwarmSpawner`` on a swarm): it uses only what DockerSpawner gives both (``client``,
+``executor``, ``user``, ``name``, ``container_id``, ``network_name``), so the rules live once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+from docker import errors as docker_errors
+from tornado import web
+from traitlets import Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
+
+from datasets import audit
+from datasets.audit import AuditAction
+from datasets.catalogue import AccessRefused, Refusal, WorkspaceAccess, workspace_access
+from datasets.db import session_scope
+from datasets.i18n import negotiate, translate
+from datasets.images import WorkspaceImage, workspace_image
+from datasets.integrity import DatasetIntegrityError, verify_dataset_folder
+from datasets.messages import explain
+from spawner import docker_adapter
+from spawner.plan import WorkspacePlan, dataset_source, make_workspace_plan
+
+
+class WorkspaceRefused(web.HTTPError):
+    """403 whose message JupyterHub shows as is, on its error page and in API replies."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(403, "%s", message)
+        self.jupyterhub_message = message
+
+
+IMAGE_CHOSEN_BY_CATALOGUE = (
+    "The image of a workspace is the one pinned for its project; it cannot be chosen at start."
+)
+
+
+class CatalogueWorkspace(LoggingConfigurable):
+    """Catalogue checks, plan and audit shared by the TRE's spawners (mixed in before the
+    DockerSpawner class it extends). Configurable itself so that its traits are traits, under the
+    spawner's own config section (``c.ProjectSpawner.catalogue_url``)."""
+
+    catalogue_url = Unicode(help="SQLAlchemy URL of the TRE catalogue.").tag(config=True)
+    data_root = Unicode(help="Host folder holding the datasets, one folder each.").tag(config=True)
+    workspaces_root = Unicode(help="Host folder of project workspaces and homes.").tag(config=True)
+    instance = Unicode("demo", help="Installation name, carried by every Docker object's labels.").tag(
+        config=True
+    )
+    default_mem_limit = Unicode("2G", help="Memory limit when the project sets none.").tag(config=True)
+    default_cpu_limit = Float(1.0, help="CPU limit when the project sets none.").tag(config=True)
+    pids_limit = Integer(512, help="Most processes a workspace may run at once.").tag(config=True)
+
+    plan: WorkspacePlan | None = None
+
+    @property
+    def language(self) -> str:
+        request = getattr(self.handler, "request", None)
+        return negotiate(request.headers.get("Accept-Language") if request else None)
+
+    def _workspace_access(self) -> tuple[WorkspaceAccess, WorkspaceImage]:
+        """Who may see what, and which image: both from the catalogue, in one read."""
+        with session_scope(self.catalogue_url) as session:
+            access = workspace_access(session, self.user.name, self.name, dt.date.today())
+            return access, workspace_image(session, self.name)
+
+    def _check_image_present(self, image: WorkspaceImage) -> None:
+        """Refuse rather than let DockerSpawner fall back to anything else: the engine must hold an
+        image whose id is exactly the pinned digest."""
+        try:
+            found = self.client.inspect_image(image.digest)["Id"]
+        except docker_errors.ImageNotFound:
+            found = None
+        if found != image.digest:
+            raise AccessRefused(Refusal.IMAGE_MISSING, project=self.name,
+                                image=f"{image.name}:{image.version}, {image.digest}")
+
+    def _verify_datasets(self, access: WorkspaceAccess) -> None:
+        for dataset in access.datasets:
+            verify_dataset_folder(dataset.slug, Path(self.data_root), dataset_source(Path(self.data_root), dataset.storage_path),
+                                  dict(dataset.file_hashes))
+
+    async def _in_pool(self, function, *args):
+        return await asyncio.wrap_future(self.executor.submit(function, *args))
+
+    def _audit(self, action: AuditAction, actor: str | None = None, **details) -> None:
+        with session_scope(self.catalogue_url) as session:
+            audit.record(session, actor or self.user.name, action, project=self.name or None, details=details)
+
+    async def audit(self, action: AuditAction, actor: str | None = None, **details) -> None:
+        await self._in_pool(lambda: self._audit(action, actor, **details))
+
+    async def refuse(self, refusal: AccessRefused, error: object | None = None) -> WorkspaceRefused:
+        """Log and audit a refusal; return the error to raise, in the person's language."""
+        log = self.log.error if error else self.log.warning  # a broken site, not a person's mistake
+        log("Refused workspace %s/%s: %s", self.user.name, self.name, error or refusal)
+        await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, facts=refusal.params)
+        return WorkspaceRefused(explain(refusal, self.language))
+
+    async def check_site(self) -> None:
+        """What the engine's hosts must have in place before any workspace starts (the host
+        firewall on one machine); raise ``WorkspaceRefused``. Nothing by default."""
+
+    async def planned_workspace(self) -> tuple[WorkspaceAccess, WorkspaceImage, WorkspacePlan]:
+        """Everything before the engine is asked: refuse an image chosen in the request, read
+        the catalogue, check the pinned image, make the plan, verify the datasets, check the
+        site and prepare the folders. Each refusal is one audit row and a ``WorkspaceRefused``."""
+        if self.user_options.get("image"):
+            await self.audit(AuditAction.WORKSPACE_REFUSED, reason="image_in_request",
+                             image=str(self.user_options["image"]))
+            # JupyterHub saved these options as the server's defaults for its next starts, which
+            # would then all be refused: forget them (the hub itself commits inline like this).
+            self.user_options = {}
+            self.orm_spawner.user_options = {}
+            self.user.db.commit()
+            raise WorkspaceRefused(translate(self.language, IMAGE_CHOSEN_BY_CATALOGUE))
+        try:
+            access, image = await self._in_pool(self._workspace_access)
+            await self._in_pool(self._check_image_present, image)
+        except AccessRefused as refusal:
+            raise await self.refuse(refusal) from None
+        plan = make_workspace_plan(
+            access,
+            instance=self.instance,
+            image=image.digest,
+            data_root=Path(self.data_root),
+            workspaces_root=Path(self.workspaces_root),
+            default_mem_limit=self.default_mem_limit,
+            default_cpu_limit=self.default_cpu_limit,
+            pids_limit=self.pids_limit,
+            ui_language=self.language,
+        )
+        try:
+            await self._in_pool(self._verify_datasets, access)
+        except DatasetIntegrityError as error:
+            refusal = AccessRefused(Refusal.DATASET_INTEGRITY, dataset=error.dataset, problem=error.problem)
+            raise await self.refuse(refusal, error) from None
+        await self.check_site()
+        try:
+            await self._in_pool(docker_adapter.prepare_directories, plan)
+        except docker_adapter.UnsafeWorkspaceFolder as error:
+            refusal = AccessRefused(Refusal.UNSAFE_FOLDER, project=access.project, folder=error.folder)
+            raise await self.refuse(refusal, error) from None
+        return access, image, plan
+
+    async def audit_start(self, access: WorkspaceAccess, image: WorkspaceImage, plan: WorkspacePlan,
+                          **where: str) -> None:
+        """The start's audit row: the container, the image and the exact mount set it got."""
+        await self.audit(
+            AuditAction.WORKSPACE_START,
+            container=self.container_id[:12],
+            image=plan.image,
+            image_name=f"{image.name}:{image.version}",
+            mounts=[{"source": str(m.source), "target": str(m.target), "read_only": m.read_only}
+                    for m in plan.mounts],
+            datasets={d.slug: d.version for d in access.datasets},
+            **where,
+        )
+
+    def _exit_state(self) -> dict:
+        """How the container ended, if it has (an out-of-memory kill, a crash), before it is removed."""
+        try:
+            state = self.client.inspect_container(self.container_id)["State"]
+        except Exception:  # gone already, or never made: nothing to tell
+            return {}
+        if state.get("Running"):
+            return {}
+        return {"exit_code": state.get("ExitCode"), "oom_killed": bool(state.get("OOMKilled"))}
+
+    def get_state(self):
+        state = super().get_state()
+        if self.network_name:
+            state["network_name"] = self.network_name  # so that a restarted hub still cleans it up
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get("network_name"):
+            self.network_name = state["network_name"]
+
+    async def stop(self, now=False):
+        container = self.container_id[:12]
+        ended = await self._in_pool(self._exit_state) if self.container_id else {}
+        await super().stop(now=now)
+        # The spawner cannot tell who asked (the person, the idle culler, the reconciler, an admin):
+        # the hub is the actor, the person a detail; the reconciler records its own reason apart.
+        await self.audit(AuditAction.WORKSPACE_STOP, actor="hub", user=self.user.name, container=container, **ended)
+        if self.network_name.startswith(f"tre-{self.instance}-"):
+            await self._in_pool(self.remove_network_if_unused, self.network_name)
+
+    def remove_network_if_unused(self, name: str) -> bool:
+        """Remove a project's network once its last workspace is gone (blocking: in the pool)."""
+        return docker_adapter.remove_network_if_unused(self.client, name)

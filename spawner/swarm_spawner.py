@@ -1,0 +1,148 @@
+"""ProjectSwarmSpawner: DockerSpawner's SwarmSpawner for one workspace per (user, approved project),
+run as a swarm service on whichever node holds the project's datasets.
+
+The catalogue checks, refusals, folders and audit rows are ``CatalogueWorkspace``'s, the same as
+the single-host ``ProjectSpawner``; ``swarm_adapter`` renders the plan as the service's
+parameters. The spawner talks to a manager's engine (``client_kwargs``/``DOCKER_HOST``).
+
+Where the hub runs: as a container on a manager node, named by ``hub_container``; each project's
+overlay network is attachable, and the spawner joins the hub's container to it, so the hub (and
+nothing of other projects) reaches the workspace by its service name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlparse
+
+from docker.errors import APIError, NotFound
+from dockerspawner import SwarmSpawner
+from traitlets import Bool, Float, List, Unicode, default
+
+from datasets.catalogue import AccessRefused, Refusal
+from spawner import swarm_adapter
+from spawner.catalogue_workspace import CatalogueWorkspace
+from spawner.swarm_adapter import ServiceParameters, SwarmSite
+
+# Task states in which the swarm is still finding a node or preparing it.
+WAITING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+
+
+class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
+    dataset_label_prefix = Unicode(
+        "tre.dataset.", help="Node label prefix: a node holding dataset <slug> at version <v> carries "
+                             "the label <prefix><slug>=<v>.").tag(config=True)
+    placement_constraints = List(
+        Unicode(), help="Constraints added to every workspace, e.g. node.role==worker.").tag(config=True)
+    encrypted_network = Bool(True, help="Encrypt the project networks' traffic between nodes (IPsec).").tag(
+        config=True)
+    placement_timeout = Float(
+        60, help="Seconds a workspace may wait for a node that holds its datasets before it is "
+                 "refused (the swarm would otherwise keep it pending for ever).").tag(config=True)
+    hub_container = Unicode(
+        "", help="Name of the hub's container on the manager this spawner talks to: joined to each "
+                 "project's network so the hub reaches the workspace. Empty: the hub is already "
+                 "connected some other way.").tag(config=True)
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        return True  # nothing published on the nodes' addresses: reached over the project network only
+
+    @property
+    def site(self) -> SwarmSite:
+        return SwarmSite(dataset_label_prefix=self.dataset_label_prefix,
+                         extra_constraints=tuple(self.placement_constraints),
+                         encrypted_network=self.encrypted_network)
+
+    async def start(self):
+        began = time.perf_counter()
+        access, image, plan = await self.planned_workspace()
+        nameserver = await self._in_pool(swarm_adapter.ensure_overlay_network, self.client, plan.network, self.site)
+        if self.hub_container:
+            await self._in_pool(self._join_hub, plan.network.name)
+        self.plan = plan
+        self._apply(swarm_adapter.service_parameters(plan, self.site, nameserver))
+        address = await super().start()
+        node = await self._in_pool(self._task_node)
+        self.log.info("Workspace %s/%s: service %s on node %s in %.0f ms", self.user.name, self.name,
+                      self.service_name, node, (time.perf_counter() - began) * 1000)
+        await self.audit_start(access, image, plan, service=self.service_id[:12], node=node)
+        return address
+
+    def _apply(self, service: ServiceParameters) -> None:
+        """Set SwarmSpawner's traits; SwarmSpawner then creates the service."""
+        self.image = service.image
+        self.object_name = service.name
+        self.network_name = service.network
+        self.volumes = {}  # the mounts are all in the container spec, with the tmpfs
+        self.environment = dict(service.environment)
+        self.extra_container_spec = service.container
+        self.extra_task_spec = service.task
+        self.extra_placement_spec = service.placement
+        self.extra_endpoint_spec = service.endpoint
+        self.extra_create_kwargs = {"labels": service.labels}
+        self.notebook_dir = service.container["workdir"]
+        if self.hub_container:
+            self.hub_connect_url = f"http://{self.hub_container}:{urlparse(self.hub.api_url).port}"
+
+    def _join_hub(self, network: str) -> None:
+        try:
+            self.client.connect_container_to_network(self.hub_container, network)
+        except APIError as exc:
+            if "already exists" not in str(exc):
+                raise
+
+    def _task_node(self) -> str:
+        """The hostname of the node running the workspace, for the audit row."""
+        tasks = self.client.tasks(filters={"service": self.service_name, "desired-state": "running"})
+        if not tasks or not tasks[0].get("NodeID"):
+            return ""
+        return self.client.inspect_node(tasks[0]["NodeID"])["Description"]["Hostname"]
+
+    async def start_object(self):
+        """Wait for the task to run, as SwarmSpawner does, but not for ever: a task no node can
+        take (no node holds the datasets) is refused after ``placement_timeout`` with a message
+        saying so, and one that fails on its node (a missing folder) with the node's words."""
+        deadline = time.monotonic() + self.placement_timeout
+        delay = 0.5
+        while True:
+            task = await self.get_task()
+            if task is None:
+                raise RuntimeError(f"service {self.service_name} has no task")
+            status = task["Status"]
+            state = status["State"].lower()
+            if state == "running":
+                return
+            if state not in WAITING:
+                await self._remove_quietly()
+                raise RuntimeError(f"workspace {self.service_name} failed on its node: {state}, "
+                                   f"{status.get('Err') or status.get('Message')}")
+            if time.monotonic() > deadline:
+                await self._remove_quietly()
+                if state == "pending":
+                    raise await self.refuse(self._no_node_refusal(), status.get("Err") or "pending") from None
+                raise RuntimeError(f"workspace {self.service_name} still {state} after {self.placement_timeout:.0f} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 5)
+
+    def _no_node_refusal(self) -> AccessRefused:
+        versions = ", ".join(f"{slug} {version}" for slug, version in (self.plan.dataset_versions if self.plan else ()))
+        return AccessRefused(Refusal.NO_NODE_FOR_DATASETS, project=self.name, datasets=versions)
+
+    def remove_network_if_unused(self, name: str) -> bool:
+        return swarm_adapter.remove_overlay_network_if_unused(self.client, name)
+
+    async def remove_object(self):
+        """Remove the service; one already gone (or never made, when JupyterHub stops a refused
+        start) is nothing to do."""
+        if not self.object_id:
+            return
+        try:
+            await super().remove_object()
+        except NotFound:
+            pass
+
+    async def _remove_quietly(self) -> None:
+        await self.remove_object()
+        self.clear_state()

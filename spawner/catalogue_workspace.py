@@ -193,7 +193,10 @@ class CatalogueWorkspace(LoggingConfigurable):
         # the hub is the actor, the person a detail; the reconciler records its own reason apart.
         await self.audit(AuditAction.WORKSPACE_STOP, actor="hub", user=self.user.name, container=container, **ended)
         if self.network_name.startswith(f"tre-{self.instance}-"):
-            await self._in_pool(self.remove_network_if_unused, self.network_name)
+            await self._remove_network(self.network_name)
+
+    async def _remove_network(self, name: str) -> None:
+        await self._in_pool(self.remove_network_if_unused, name)
 
     def remove_network_if_unused(self, name: str) -> bool:
         """Remove a project's network once its last workspace is gone (blocking: in the pool)."""

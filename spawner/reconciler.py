@@ -6,7 +6,8 @@ At start-up (after a hub crash, say) and then every ``--interval`` seconds it:
    each one the catalogue no longer allows (project suspended or ended, member removed) or that
    mounts a dataset whose grant has ended, so that access ends within a minute of the decision;
 2. removes workspace containers of this installation that the hub no longer knows (left behind
-   by a crash), by their labels.
+   by a crash), by their labels; on a Docker Swarm manager, workspace services too (their tasks
+   run on other nodes, out of sight of the manager's container list).
 
 It also keeps one hub group per open project and one of output checkers, for the hub's admin
 page. Every stop is one audit row with its reason. Run by the hub: ``python -m spawner.reconciler``.
@@ -19,6 +20,8 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import docker
 import requests
@@ -95,8 +98,8 @@ def reconcile_once(hub: Hub, client: docker.DockerClient, settings: TRESettings)
     today = dt.date.today()
     stopped = []
     labels = [f"tre.instance={settings.instance}", "tre.component=workspace"]
-    mounted = {(c.labels.get("tre.user"), c.labels.get("tre.project")): set(filter(None, c.labels.get("tre.datasets", "").split(",")))
-               for c in client.containers.list(filters={"label": labels})}
+    mounted = {(w.labels.get("tre.user"), w.labels.get("tre.project")): set(filter(None, w.labels.get("tre.datasets", "").split(",")))
+               for w in workspaces(client, labels)}
     for user, project in sorted(hub.running_servers()):
         try:
             reason = _why_stop(settings, user, project, mounted.get((user, project), set()), today)
@@ -110,14 +113,36 @@ def reconcile_once(hub: Hub, client: docker.DockerClient, settings: TRESettings)
             log.exception("Could not reconcile %s/%s; trying again at the next pass", user, project)
     # Only now list containers: one created after the list of servers was taken is not an orphan.
     running = hub.running_servers()
-    for container in client.containers.list(all=True, filters={"label": labels}):
-        user, project = container.labels.get("tre.user"), container.labels.get("tre.project")
+    for workspace in workspaces(client, labels, stopped_too=True):
+        user, project = workspace.labels.get("tre.user"), workspace.labels.get("tre.project")
         if (user, project) not in running:
-            log.warning("Removing orphaned workspace container %s of %s/%s", container.short_id, user, project)
-            container.remove(force=True)
-            _audit(settings, user or "?", project, "orphan", "not known to the hub", container=container.short_id)
+            log.warning("Removing orphaned workspace %s %s of %s/%s", workspace.kind, workspace.id, user, project)
+            workspace.remove()
+            _audit(settings, user or "?", project, "orphan", "not known to the hub", **{workspace.kind: workspace.id})
             stopped.append((user, project, "orphan"))
     return stopped
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A workspace as the engine shows it: a container on one host, a service on a swarm."""
+    kind: str  # "container" or "service": the audit detail that names it
+    id: str
+    labels: dict[str, str]
+    remove: Callable[[], None]
+
+
+def workspaces(client: docker.DockerClient, labels: list[str], *, stopped_too: bool = False) -> list[Workspace]:
+    """This installation's workspaces on the engine the hub drives. On a swarm manager the
+    services are the workspaces: their task containers run on other nodes (and one on the manager
+    itself is the service's, removed with it)."""
+    found = [Workspace("container", c.short_id, c.labels, lambda c=c: c.remove(force=True))
+             for c in client.containers.list(all=stopped_too, filters={"label": labels})
+             if "com.docker.swarm.service.id" not in c.labels]
+    if client.info().get("Swarm", {}).get("ControlAvailable"):
+        found += [Workspace("service", s.short_id, s.attrs["Spec"].get("Labels", {}), s.remove)
+                  for s in client.services.list(filters={"label": labels})]
+    return found
 
 
 def _why_stop(settings: TRESettings, user: str, project: str, mounted: set[str], today: dt.date) -> str | None:

@@ -55,15 +55,29 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
                          extra_constraints=tuple(self.placement_constraints),
                          encrypted_network=self.encrypted_network)
 
+    # Per project network, in this hub process: a lock around making or removing the network (and
+    # the hub's attachment to it), and how many starts are between that and their service existing,
+    # so that a stop never removes the network under a start of the same project.
+    _network_locks: dict[str, asyncio.Lock] = {}
+    _starting: dict[str, int] = {}
+
     async def start(self):
         began = time.perf_counter()
         access, image, plan = await self.planned_workspace()
-        nameserver = await self._in_pool(swarm_adapter.ensure_overlay_network, self.client, plan.network, self.site)
-        if self.hub_container:
-            await self._in_pool(self._join_hub, plan.network.name)
-        self.plan = plan
-        self._apply(swarm_adapter.service_parameters(plan, self.site, nameserver))
-        address = await super().start()
+        network = plan.network.name
+        async with self._network_locks.setdefault(network, asyncio.Lock()):
+            self._starting[network] = self._starting.get(network, 0) + 1
+        try:
+            async with self._network_locks[network]:
+                nameserver = await self._in_pool(swarm_adapter.ensure_overlay_network, self.client, plan.network,
+                                                 self.site)
+                if self.hub_container:
+                    await self._in_pool(self._join_hub, network)
+            self.plan = plan
+            self._apply(swarm_adapter.service_parameters(plan, self.site, nameserver))
+            address = await super().start()
+        finally:
+            self._starting[network] -= 1
         node = await self._in_pool(self._task_node)
         self.log.info("Workspace %s/%s: service %s on node %s in %.0f ms", self.user.name, self.name,
                       self.service_name, node, (time.perf_counter() - began) * 1000)
@@ -87,10 +101,14 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
             self.hub_connect_url = f"http://{self.hub_container}:{urlparse(self.hub.api_url).port}"
 
     def _join_hub(self, network: str) -> None:
+        """Attach the hub's container to the project's network, once: the project's second
+        workspace finds it attached already."""
+        if network in self.client.inspect_container(self.hub_container)["NetworkSettings"]["Networks"]:
+            return
         try:
             self.client.connect_container_to_network(self.hub_container, network)
-        except APIError as exc:
-            if "already exists" not in str(exc):
+        except APIError as exc:  # attached meanwhile (409 on Docker 20.10, "already exists" before)
+            if exc.status_code != 409 and "already" not in str(exc):
                 raise
 
     def _task_node(self) -> str:
@@ -130,7 +148,31 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
         versions = ", ".join(f"{slug} {version}" for slug, version in (self.plan.dataset_versions if self.plan else ()))
         return AccessRefused(Refusal.NO_NODE_FOR_DATASETS, project=self.name, datasets=versions)
 
+    async def _remove_network(self, name: str) -> None:
+        async with self._network_locks.setdefault(name, asyncio.Lock()):
+            if not self._starting.get(name):
+                await self._in_pool(self.remove_network_if_unused, name)
+
     def remove_network_if_unused(self, name: str) -> bool:
+        """Once no workspace service of this installation uses the project's network, the hub's
+        container leaves it and the network goes (the hub's own attachment would otherwise keep
+        it in use for ever)."""
+        services = self.client.services(filters={"label": [f"tre.instance={self.instance}",
+                                                            "tre.component=workspace"]})
+        try:
+            network_id = self.client.inspect_network(name)["Id"]
+        except NotFound:
+            return False
+        for service in services:
+            targets = {n.get("Target") for n in service["Spec"].get("TaskTemplate", {}).get("Networks", [])}
+            if targets & {name, network_id}:
+                return False
+        if self.hub_container:
+            try:
+                self.client.disconnect_container_from_network(self.hub_container, name)
+            except APIError as exc:  # not attached (any more): nothing to leave
+                if exc.status_code not in (404, 409, 500):
+                    raise
         return swarm_adapter.remove_overlay_network_if_unused(self.client, name)
 
     async def remove_object(self):

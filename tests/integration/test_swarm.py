@@ -44,6 +44,8 @@ from datasets.audit import AuditAction
 from datasets.db import session_scope
 from datasets.models import AuditEvent
 from datasets.settings import TRESettings
+from datasets import workflow
+from spawner import reconciler
 from spawner.catalogue_workspace import WorkspaceRefused
 from spawner.swarm_spawner import ProjectSwarmSpawner
 from tests.integration import attack_suite, canary
@@ -455,3 +457,44 @@ def test_stopping_removes_the_service_and_is_recorded(swarm, alice_workspace):
         all=True, filters={"label": f"com.docker.swarm.service.name={service}"}), 60, "the task's container gone")
     stops = [r for r in audit_rows(swarm, AuditAction.WORKSPACE_STOP) if r["project"] == "cardio-risk"]
     assert [(r["actor"], r["user"]) for r in stops] == [("hub", "alice")]
+
+
+class HubRecorder:
+    """The hub's side of the reconciler's conversation: which servers it says run, and the stops
+    the reconciler asks of it (the swarm here has no hub process; see the module's docstring)."""
+
+    def __init__(self, running: set[tuple[str, str]]) -> None:
+        self.running = running
+        self.stops: list[tuple[str, str]] = []
+
+    def running_servers(self) -> set[tuple[str, str]]:
+        return set(self.running)
+
+    def stop(self, user: str, server: str) -> None:
+        self.stops.append((user, server))
+
+
+def test_the_reconciler_sees_workspaces_running_on_other_nodes(swarm, hub_stand_in):
+    """A grant that ends stops the swarm workspace mounting it, and a workspace the hub forgot is
+    removed: the reconciler reads the manager's services, not only its own containers."""
+    spawner = spawner_for(swarm, "erin", "cardio-risk", hub_container=hub_stand_in.name)
+    asyncio.run(spawner.start())
+    manager = swarm.manager.client
+    try:
+        assert manager.services.list(filters={"name": spawner.service_name})
+        with session_scope(swarm.settings.catalogue_url) as session:
+            workflow.revoke_grant(session, "steward", "cardio-risk", "hospital_stays")
+        hub = HubRecorder({("erin", "cardio-risk")})
+        stopped = reconciler.reconcile_once(hub, manager, swarm.settings)
+        assert hub.stops == [("erin", "cardio-risk")]
+        assert stopped == [("erin", "cardio-risk", "grant_ended:hospital_stays")]
+
+        forgotten = HubRecorder(set())  # a hub restarted from an older database, say
+        stopped = reconciler.reconcile_once(forgotten, manager, swarm.settings)
+        assert stopped == [("erin", "cardio-risk", "orphan")]
+        assert not manager.services.list(filters={"name": spawner.service_name})
+        orphans = [r for r in audit_rows(swarm, AuditAction.WORKSPACE_STOP) if r.get("why") == "orphan"]
+        assert [(r["actor"], r["user"], "service" in r) for r in orphans] == [("reconciler", "erin", True)]
+    finally:
+        if manager.services.list(filters={"name": spawner.service_name}):
+            asyncio.run(spawner.stop())

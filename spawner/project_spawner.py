@@ -4,13 +4,21 @@ The server name is the project's slug (``/user/<user>/<project>/``). At each sta
 decides what the workspace may hold (``datasets.catalogue.workspace_access``), a pure function
 turns that into a ``WorkspacePlan``, and ``docker_adapter`` applies it. A refusal reaches the
 browser in its own language and says what to do.
+
+Starts go through one first-come, first-served queue per hub (``spawner.start_queue``): the cheap
+checks run at once, so that a refused person never waits, then each start waits for one of
+``concurrent_starts`` slots and holds it from creating its container until its server accepts
+connections, which is where a start spends its CPU. While it waits, the spawn page shows the
+person's place in line (``progress``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import time
+from typing import ClassVar
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -29,6 +37,15 @@ from datasets.images import WorkspaceImage, workspace_image
 from datasets.messages import explain
 from spawner import docker_adapter, firewall
 from spawner.plan import WorkspacePlan, dataset_source, make_workspace_plan
+from spawner.start_queue import StartQueue, Ticket, TicketState
+
+
+class WorkspaceStartTimedOut(web.HTTPError):
+    """500 shown as is: the start got its slot but its server did not come up in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, "%s", message)
+        self.jupyterhub_message = message
 
 
 class WorkspaceRefused(web.HTTPError):
@@ -42,6 +59,10 @@ class WorkspaceRefused(web.HTTPError):
 IMAGE_CHOSEN_BY_CATALOGUE = (
     "The image of a workspace is the one pinned for its project; it cannot be chosen at start."
 )
+WAITING_IN_LINE = "Waiting for a free start slot: you are number {place} in the queue."
+STARTING = "Starting your workspace…"
+SLOT_TIMED_OUT = ("Your workspace did not start within {seconds} s of its turn. Start it again; if this "
+                  "happens again, tell the platform's administrators.")
 
 
 class ProjectSpawner(DockerSpawner):
@@ -59,7 +80,26 @@ class ProjectSpawner(DockerSpawner):
                 "reach: no workspace starts unless those rules are in place. 0 checks nothing.",
     ).tag(config=True)
 
+    concurrent_starts = Integer(
+        help="Workspace starts under way at once, for the whole hub; the others wait in line, first "
+             "come, first served, and see their place on the spawn page. Default: the host's CPU count, "
+             "since a start is CPU-bound.",
+    ).tag(config=True)
+    slot_start_timeout = Float(
+        180, help="Most seconds one start may take once it has its slot (container creation until the "
+                  "server accepts connections). The hub's start_timeout counts the wait in line too, so "
+                  "it must be longer.",
+    ).tag(config=True)
+
     plan: WorkspacePlan | None = None
+    # One line for every spawner of the hub process: made by the first start, sized by its trait.
+    _start_queue: ClassVar[StartQueue | None] = None
+    _start_ticket: Ticket | None = None
+    _start_language: str = "en"
+
+    @default("concurrent_starts")
+    def _default_concurrent_starts(self):
+        return os.cpu_count() or 1
 
     @default("remove")
     def _default_remove(self):
@@ -74,6 +114,15 @@ class ProjectSpawner(DockerSpawner):
     def _default_pull_policy(self):
         # Images are built and pinned here; an enclave pulls nothing.
         return "never"
+
+    def start_queue(self) -> StartQueue:
+        """The hub's start queue, shared by every ProjectSpawner (they are all configured alike)."""
+        queue = ProjectSpawner._start_queue
+        if queue is None:
+            queue = ProjectSpawner._start_queue = StartQueue(self.concurrent_starts)
+        elif queue.slots != self.concurrent_starts:
+            queue.resize(self.concurrent_starts)
+        return queue
 
     @property
     def language(self) -> str:
@@ -124,6 +173,9 @@ class ProjectSpawner(DockerSpawner):
 
     async def start(self):
         began = time.perf_counter()
+        # The progress stream is another request: remember the language of the one that started us.
+        self._start_language = self.language
+        ticket = self._start_ticket = Ticket(f"{self.user.name}/{self.name}")
         if self.user_options.get("image"):
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason="image_in_request",
                              image=str(self.user_options["image"]))
@@ -171,20 +223,30 @@ class ProjectSpawner(DockerSpawner):
             refusal = AccessRefused(Refusal.UNSAFE_FOLDER, project=access.project, folder=error.folder)
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason=refusal.reason.value, facts=refusal.params)
             raise WorkspaceRefused(explain(refusal, self.language)) from None
-        gateway = await self._in_pool(docker_adapter.ensure_network, self.client, plan.network)
-        self._apply(plan, gateway)
-        self.log.info(
-            "Workspace %s/%s: datasets %s", self.user.name, self.name,
-            ", ".join(str(m.target) for m in plan.dataset_mounts),
-        )
         prepared = time.perf_counter()
-        address = await super().start()
-        await self._wait_for_port(*address)
-        self.log.info("Workspace %s/%s: prepared in %.0f ms, container up in %.0f ms", self.user.name, self.name,
-                      (prepared - began) * 1000, (time.perf_counter() - prepared) * 1000)
+        queue = self.start_queue()
+        try:
+            async with queue.slot(ticket):
+                dequeued = time.perf_counter()
+                try:
+                    address = await asyncio.wait_for(self._start_in_slot(plan), self.slot_start_timeout)
+                except TimeoutError:
+                    self.log.error("Workspace %s/%s: not up within %.0f s of its turn", self.user.name,
+                                   self.name, self.slot_start_timeout)
+                    raise WorkspaceStartTimedOut(translate(self._start_language, SLOT_TIMED_OUT,
+                                                           seconds=round(self.slot_start_timeout))) from None
+        except asyncio.CancelledError:
+            if ticket.state is TicketState.LEFT:
+                self.log.info("Workspace %s/%s: left the start queue after %.1f s", self.user.name, self.name,
+                              time.perf_counter() - prepared)
+            raise
+        self.log.info("Workspace %s/%s: prepared in %.0f ms, waited %.0f ms for a start slot, container up in "
+                      "%.0f ms", self.user.name, self.name, (prepared - began) * 1000, ticket.queued_s * 1000,
+                      (time.perf_counter() - dequeued) * 1000)
         await self.audit(
             AuditAction.WORKSPACE_START,
             container=self.container_id[:12],
+            queued_s=round(ticket.queued_s, 3),
             image=plan.image,
             image_name=f"{image.name}:{image.version}",
             mounts=[{"source": str(m.source), "target": str(m.target), "read_only": m.read_only}
@@ -192,6 +254,39 @@ class ProjectSpawner(DockerSpawner):
             datasets={d.slug: d.version for d in access.datasets},
         )
         return address
+
+    async def _start_in_slot(self, plan: WorkspacePlan) -> tuple[str, int]:
+        """What a start slot is held for: the network, the container, and JupyterLab's own start
+        until its port accepts connections (the part that costs CPU)."""
+        gateway = await self._in_pool(docker_adapter.ensure_network, self.client, plan.network)
+        self._apply(plan, gateway)
+        self.log.info(
+            "Workspace %s/%s: datasets %s", self.user.name, self.name,
+            ", ".join(str(m.target) for m in plan.dataset_mounts),
+        )
+        address = await super().start()
+        await self._wait_for_port(*address)
+        return address
+
+    async def progress(self):
+        """The spawn page's messages: the place in the start queue while waiting (each time it
+        changes), then that the workspace is starting, in the language of the person who asked."""
+        queue = self.start_queue()
+        shown = None
+        while True:
+            ticket = self._start_ticket
+            state = ticket.state if ticket else TicketState.NEW
+            if state in (TicketState.STARTING, TicketState.DONE):
+                yield {"progress": 50, "message": translate(self._start_language, STARTING)}
+                return
+            if state is TicketState.LEFT:
+                return
+            place = queue.place(ticket) if ticket else None
+            if place is not None and place != shown:
+                shown = place
+                yield {"progress": 10, "message": translate(self._start_language, WAITING_IN_LINE, place=place)}
+            # the hub ends this generator when the start ends; the timeout covers a new ticket
+            await queue.changed(timeout=1)
 
     async def start_object(self):
         await super().start_object()

@@ -108,6 +108,23 @@ def cpu_seconds(stats: dict) -> float:
     return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
 
 
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of the host's CPU time that was busy between two ``host_cpu_ticks`` readings."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return busy / total if total else 0.0
+
+
+def host_cpu_ticks(stat_line: str | None = None) -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from the first line of /proc/stat."""
+    if stat_line is None:
+        with open("/proc/stat") as stat:
+            stat_line = stat.readline()
+    values = [int(v) for v in stat_line.split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is counted in user time already
+    return total - idle, total
+
+
 # --- the storm ------------------------------------------------------------------------------------
 
 @dataclass
@@ -120,6 +137,8 @@ class Storm:
     seconds_to_last_outcome: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     idle_memory_mib: float | None = None
+    host_busy: float = 0.0  # share of the host's CPU busy during the storm (all work, not only ours)
+    workspaces_cpu_s: float = 0.0  # CPU time of the storm's containers, read once it is over
 
 
 class Prober(threading.Thread):
@@ -159,6 +178,7 @@ def run_storm(hub: Hub, token: str, kind: str, people: list[str], names: dict[st
     storm = Storm(kind, len(people))
     prober = Prober(api, headers, people[0])
     prober.start()
+    ticks = host_cpu_ticks()
     began = time.perf_counter()
     barrier = threading.Barrier(len(people))
 
@@ -180,6 +200,9 @@ def run_storm(hub: Hub, token: str, kind: str, people: list[str], names: dict[st
                 break
             time.sleep(1)
     storm.seconds_to_last_outcome = time.perf_counter() - began
+    storm.host_busy = busy_fraction(ticks, host_cpu_ticks())
+    storm.workspaces_cpu_s = sum(cpu_seconds(hub.client.api.stats(c.id, stream=False, one_shot=True))
+                                 for c in hub.client.containers.list(filters={"label": f"tre.instance={hub.instance}"}))
     prober.halt.set()
     prober.join()
     storm.latencies_ms = prober.latencies_ms
@@ -238,6 +261,8 @@ def report(storm: Storm, cores: int, start_cost: float | None = None) -> None:
     if storm.latencies_ms:
         print(f"  hub API during the storm: p50 {percentile(storm.latencies_ms, 0.5):.0f} ms, "
               f"p95 {percentile(storm.latencies_ms, 0.95):.0f} ms ({len(storm.latencies_ms)} probes)")
+    print(f"  host CPU busy during the storm: {storm.host_busy:.0%} of {cores} cores (everyone's work); "
+          f"the storm's containers used {storm.workspaces_cpu_s:.0f} CPU s")
     if storm.idle_memory_mib is not None:
         print(f"  idle workspace memory (median): {storm.idle_memory_mib:.0f} MiB")
     if start_cost is not None and storm.seconds_to_all_ready is not None:

@@ -18,8 +18,8 @@ import asyncio
 import datetime as dt
 import os
 import time
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlparse
 
 from docker import errors as docker_errors
@@ -330,6 +330,7 @@ class ProjectSpawner(DockerSpawner):
             self.network_name = state["network_name"]
 
     async def stop(self, now=False):
+        self._start_ticket = None  # the next start's progress must not read this one's
         container = self.container_id[:12]
         ended = await self._in_pool(self._exit_state) if self.container_id else {}
         await super().stop(now=now)

@@ -8,6 +8,8 @@ import datetime as dt
 import pytest
 
 from benchmarks.concurrent_spawns import (
+    busy_fraction,
+    host_cpu_ticks,
     benchmark_catalogue,
     cpu_seconds,
     ideal_storm_seconds,
@@ -59,3 +61,12 @@ def test_memory_and_cpu_are_read_as_docker_stats_reads_them():
     assert memory_in_use(v2) == 108 * 2**20
     assert memory_in_use(v1) == 100 * 2**20
     assert cpu_seconds(v2) == 2.5
+
+
+def test_host_cpu_is_read_from_proc_stat_idle_and_iowait_counting_as_free():
+    before = host_cpu_ticks("cpu  100 0 100 700 100 0 0 0 0 0")
+    after = host_cpu_ticks("cpu  400 0 200 800 100 0 0 0 0 0")
+    assert before == (200, 1000) and after == (600, 1500)
+    assert busy_fraction(before, after) == pytest.approx(0.8)
+    busy, total = host_cpu_ticks()  # this machine's own
+    assert 0 <= busy <= total

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/concurrent_spawns.py [--users 50] [--slots N] [--no-plain]
 
-For ProjectSpawner (its start queue of ``--slots`` slots, by default one per core) and then for a
+For ProjectSpawner (its start queue of ``--slots`` slots, by default the spawner's: two per core) and then for a
 plain DockerSpawner on JupyterHub's default timeouts, prints: how many became ready and the time
 until the last did, the hub API's p50/p95 latency from a prober polling it during the storm, and the
 memory of an idle workspace (Docker's stats once the storm has settled). Before the storm, one quiet
@@ -39,6 +39,7 @@ from benchmarks.spawn import benchmark_hub, wait  # noqa: E402
 from datasets.catalogue import CatalogueFile, GrantEntry, MemberEntry, PersonEntry, ProjectEntry, load_catalogue  # noqa: E402
 from datasets.db import session_scope  # noqa: E402
 from datasets.settings import TRESettings  # noqa: E402
+from spawner.project_spawner import default_concurrent_starts  # noqa: E402
 from tests.integration.conftest import Hub  # noqa: E402
 
 PEOPLE_PER_PROJECT = 10
@@ -274,8 +275,8 @@ def report(storm: Storm, cores: int, start_cost: float | None = None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=50)
-    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1,
-                        help="ProjectSpawner.concurrent_starts (default: this machine's cores)")
+    parser.add_argument("--slots", type=int, default=default_concurrent_starts(),
+                        help="ProjectSpawner.concurrent_starts (default: the spawner's, two per core)")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain DockerSpawner storm")
     args = parser.parse_args()
     if args.users < 1 or args.slots < 1:

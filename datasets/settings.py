@@ -77,7 +77,7 @@ class TRESettings(BaseSettings):
     oidc_login_service: str = Field(default="your institution", description="Name on the sign-in button.")
     concurrent_starts: int = Field(
         default=0, ge=0, description="Workspace starts under way at once, the others waiting in line with "
-        "their place shown (spawner/start_queue.py); 0: one per CPU core of the hub's host.")
+        "their place shown (spawner/start_queue.py); 0: two per CPU core of the hub's host.")
     start_timeout: int = Field(
         default=1800, gt=0, description="Seconds a start may take, waiting in the start queue included.")
 

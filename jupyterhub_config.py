@@ -77,6 +77,9 @@ c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = settings.start_timeout
 if settings.concurrent_starts:
     c.ProjectSpawner.concurrent_starts = settings.concurrent_starts
+# The start queue limits starts, and tells each person their place; the hub's own limit (100 starts
+# pending) would refuse the 101st person in line with "too many users trying to log in".
+c.JupyterHub.concurrent_spawn_limit = 0
 
 # --- services: idle culler, catalogue reconciler ---------------------------------------------------
 c.JupyterHub.services = [

@@ -77,7 +77,15 @@ c.JupyterHub.cleanup_servers = False
 # Jupyter config in a researcher's home must not switch the workspace's locks off.
 c.Spawner.disable_user_config = True
 c.Spawner.http_timeout = 120
-c.Spawner.start_timeout = 180
+# Starts wait in one first-come, first-served line for a free slot (spawner/start_queue.py), their
+# place shown on the spawn page. JupyterHub's start_timeout counts that wait too, so it is long; one
+# start, once it has its slot, has its own limit, ProjectSpawner.slot_start_timeout (180 s).
+c.Spawner.start_timeout = settings.start_timeout
+if settings.concurrent_starts:
+    c.ProjectSpawner.concurrent_starts = settings.concurrent_starts
+# The start queue limits starts, and tells each person their place; the hub's own limit (100 starts
+# pending) would refuse the 101st person in line with "too many users trying to log in".
+c.JupyterHub.concurrent_spawn_limit = 0
 
 # --- services: idle culler, catalogue reconciler ---------------------------------------------------
 c.JupyterHub.services = [

@@ -19,4 +19,7 @@ if os.environ.get("TRE_BENCH_SPAWNER") == "plain":
     c.DockerSpawner.remove = True
     c.DockerSpawner.pull_policy = "never"
     c.DockerSpawner.hub_connect_url = os.environ["TRE_BENCH_HUB_CONNECT_URL"]
+    # JupyterHub's own defaults, not the TRE's longer ones: the plain spawner is measured as it comes.
+    c.Spawner.http_timeout = 30
+    c.Spawner.start_timeout = 60
     c.DockerSpawner.extra_create_kwargs = {"labels": {"tre.managed": "true", "tre.instance": os.environ["TRE_INSTANCE"]}}

@@ -42,10 +42,10 @@ def wait(predicate, timeout: float, what: str, interval: float = 0.05):
     raise TimeoutError(what)
 
 
-def benchmark_hub(client: docker.DockerClient, kind: str) -> tuple[Hub, str]:
+def benchmark_hub(client: docker.DockerClient, kind: str, settings: dict[str, str] | None = None) -> tuple[Hub, str]:
     token = secrets.token_hex(32)
     hub = Hub(client, config=REPO / "benchmarks" / "hub_config.py", scale=0.05,
-              settings={"TRE_BENCH_TOKEN": token, "TRE_BENCH_SPAWNER": kind})
+              settings={"TRE_BENCH_TOKEN": token, "TRE_BENCH_SPAWNER": kind, **(settings or {})})
     if kind == "plain":
         network = project_network(hub.instance, PROJECT)
         gateway = ensure_network(client.api, network)

@@ -89,6 +89,11 @@ class TRESettings(BaseSettings):
     )
     egress_replicas: int = Field(
         default=1, ge=1, description="How many egress review processes share the database and the store.")
+    concurrent_starts: int = Field(
+        default=0, ge=0, description="Workspace starts under way at once, the others waiting in line with "
+        "their place shown (spawner/start_queue.py); 0: two per CPU core of the hub's host.")
+    start_timeout: int = Field(
+        default=1800, gt=0, description="Seconds a start may take, waiting in the start queue included.")
 
     @field_validator("home")
     @classmethod

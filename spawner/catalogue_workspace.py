@@ -151,7 +151,7 @@ class CatalogueWorkspace(LoggingConfigurable):
         return access, image, plan
 
     async def audit_start(self, access: WorkspaceAccess, image: WorkspaceImage, plan: WorkspacePlan,
-                          **where: str) -> None:
+                          **where: object) -> None:
         """The start's audit row: the container, the image and the exact mount set it got."""
         await self.audit(
             AuditAction.WORKSPACE_START,

@@ -4,25 +4,59 @@ The server name is the project's slug (``/user/<user>/<project>/``). At each sta
 decides what the workspace may hold (``datasets.catalogue.workspace_access``), a pure function
 turns that into a ``WorkspacePlan``, and ``docker_adapter`` applies it. A refusal reaches the
 browser in its own language and says what to do.
+
+Starts go through one first-come, first-served queue per hub (``spawner.start_queue``): the cheap
+checks run at once, so that a refused person never waits, then each start waits for one of
+``concurrent_starts`` slots and holds it from creating its container until its server accepts
+connections, which is where a start spends its CPU. While it waits, the spawn page shows the
+person's place in line (``progress``). On a swarm the starts' CPU is the nodes', not the hub's:
+``ProjectSwarmSpawner`` does not queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from typing import ClassVar
 from urllib.parse import urlparse
 
 from dockerspawner import DockerSpawner
-from traitlets import Integer, default
+from tornado import web
+from traitlets import Float, Integer, default
 
 from datasets.audit import AuditAction
 from datasets.catalogue import AccessRefused, Refusal
+from datasets.i18n import translate
 from datasets.messages import explain
 from spawner import docker_adapter, firewall
 from spawner.catalogue_workspace import IMAGE_CHOSEN_BY_CATALOGUE, CatalogueWorkspace, WorkspaceRefused
 from spawner.plan import WorkspacePlan
+from spawner.start_queue import StartQueue, Ticket, TicketState
 
-__all__ = ["IMAGE_CHOSEN_BY_CATALOGUE", "ProjectSpawner", "WorkspaceRefused"]
+__all__ = ["IMAGE_CHOSEN_BY_CATALOGUE", "ProjectSpawner", "WorkspaceRefused", "WorkspaceStartTimedOut"]
+
+
+def default_concurrent_starts() -> int:
+    """Two starts per core. A start's CPU is JupyterLab's own, but a slot is also held through
+    Docker creating the container, the network's routes and the port poll, when its core is idle:
+    one slot per core left cores idle. Measured with benchmarks/concurrent_spawns.py, 50 starts on
+    2 cores: 477 s with 2 slots, 304 s with 4 (README, "Many people starting at once")."""
+    return 2 * (os.cpu_count() or 1)
+
+
+class WorkspaceStartTimedOut(web.HTTPError):
+    """500 shown as is: the start got its slot but its server did not come up in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, "%s", message)
+        self.jupyterhub_message = message
+
+
+WAITING_IN_LINE = "Waiting for a free start slot: you are number {place} in the queue."
+STARTING = "Starting your workspace…"
+SLOT_TIMED_OUT = ("Your workspace did not start within {seconds} s of its turn. Start it again; if this "
+                  "happens again, tell the platform's administrators.")
 
 
 class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
@@ -30,6 +64,25 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
         0, help="When set, the hub's port that the host firewall (spawner.firewall) lets workspaces "
                 "reach: no workspace starts unless those rules are in place. 0 checks nothing.",
     ).tag(config=True)
+    concurrent_starts = Integer(
+        help="Workspace starts under way at once, for the whole hub; the others wait in line, first "
+             "come, first served, and see their place on the spawn page. Default: two per CPU core of "
+             "the host (default_concurrent_starts).",
+    ).tag(config=True)
+    slot_start_timeout = Float(
+        180, help="Most seconds one start may take once it has its slot (container creation until the "
+                  "server accepts connections). The hub's start_timeout counts the wait in line too, so "
+                  "it must be longer.",
+    ).tag(config=True)
+
+    # One line for every spawner of the hub process: made by the first start, sized by its trait.
+    _start_queue: ClassVar[StartQueue | None] = None
+    _start_ticket: Ticket | None = None
+    _start_language: str = "en"
+
+    @default("concurrent_starts")
+    def _default_concurrent_starts(self):
+        return default_concurrent_starts()
 
     @default("remove")
     def _default_remove(self):
@@ -45,6 +98,15 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
         # Images are built and pinned here; an enclave pulls nothing.
         return "never"
 
+    def start_queue(self) -> StartQueue:
+        """The hub's start queue, shared by every ProjectSpawner (they are all configured alike)."""
+        queue = ProjectSpawner._start_queue
+        if queue is None:
+            queue = ProjectSpawner._start_queue = StartQueue(self.concurrent_starts)
+        elif queue.slots != self.concurrent_starts:
+            queue.resize(self.concurrent_starts)
+        return queue
+
     async def check_site(self) -> None:
         if self.firewall_hub_port and not await self._in_pool(firewall.is_installed, self.instance,
                                                                self.firewall_hub_port):
@@ -55,20 +117,65 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
 
     async def start(self):
         began = time.perf_counter()
+        # The progress stream is another request: remember the language of the one that started us.
+        self._start_language = self.language
+        ticket = self._start_ticket = Ticket(f"{self.user.name}/{self.name}")
         access, image, plan = await self.planned_workspace()
+        prepared = time.perf_counter()
+        queue = self.start_queue()
+        try:
+            async with queue.slot(ticket):
+                dequeued = time.perf_counter()
+                try:
+                    address = await asyncio.wait_for(self._start_in_slot(plan), self.slot_start_timeout)
+                except TimeoutError:
+                    self.log.error("Workspace %s/%s: not up within %.0f s of its turn", self.user.name,
+                                   self.name, self.slot_start_timeout)
+                    raise WorkspaceStartTimedOut(translate(self._start_language, SLOT_TIMED_OUT,
+                                                           seconds=round(self.slot_start_timeout))) from None
+        except asyncio.CancelledError:
+            if ticket.state is TicketState.LEFT:
+                self.log.info("Workspace %s/%s: left the start queue after %.1f s", self.user.name, self.name,
+                              time.perf_counter() - prepared)
+            raise
+        self.log.info("Workspace %s/%s: prepared in %.0f ms, waited %.0f ms for a start slot, container up in "
+                      "%.0f ms", self.user.name, self.name, (prepared - began) * 1000, ticket.queued_s * 1000,
+                      (time.perf_counter() - dequeued) * 1000)
+        await self.audit_start(access, image, plan, queued_s=round(ticket.queued_s, 3))
+        return address
+
+    async def _start_in_slot(self, plan: WorkspacePlan) -> tuple[str, int]:
+        """What a start slot is held for: the network, the container, and JupyterLab's own start
+        until its port accepts connections (the part that costs CPU)."""
         gateway = await self._in_pool(docker_adapter.ensure_network, self.client, plan.network)
         self._apply(plan, gateway)
         self.log.info(
             "Workspace %s/%s: datasets %s", self.user.name, self.name,
             ", ".join(str(m.target) for m in plan.dataset_mounts),
         )
-        prepared = time.perf_counter()
         address = await super().start()
         await self._wait_for_port(*address)
-        self.log.info("Workspace %s/%s: prepared in %.0f ms, container up in %.0f ms", self.user.name, self.name,
-                      (prepared - began) * 1000, (time.perf_counter() - prepared) * 1000)
-        await self.audit_start(access, image, plan)
         return address
+
+    async def progress(self):
+        """The spawn page's messages: the place in the start queue while waiting (each time it
+        changes), then that the workspace is starting, in the language of the person who asked."""
+        queue = self.start_queue()
+        shown = None
+        while True:
+            ticket = self._start_ticket
+            state = ticket.state if ticket else TicketState.NEW
+            if state in (TicketState.STARTING, TicketState.DONE):
+                yield {"progress": 50, "message": translate(self._start_language, STARTING)}
+                return
+            if state is TicketState.LEFT:
+                return
+            place = queue.place(ticket) if ticket else None
+            if place is not None and place != shown:
+                shown = place
+                yield {"progress": 10, "message": translate(self._start_language, WAITING_IN_LINE, place=place)}
+            # the hub ends this generator when the start ends; the timeout covers a new ticket
+            await queue.changed(timeout=1)
 
     async def start_object(self):
         await super().start_object()
@@ -99,6 +206,10 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
                 continue
             writer.close()
             return
+
+    async def stop(self, now=False):
+        self._start_ticket = None  # the next start's progress must not read this one's
+        await super().stop(now=now)
 
     def _apply(self, plan: WorkspacePlan, hub_gateway: str) -> None:
         """Set DockerSpawner's traits from the plan; DockerSpawner then creates the container."""

@@ -28,3 +28,11 @@ def test_home_page_texts_are_translated():
     templates = Path(__file__).resolve().parents[2] / "spawner" / "templates"
     texts = {m for t in templates.glob("*.html") for m in re.findall(r'tre\.text\(lang, "([^"]+)"\)', t.read_text())}
     assert texts and not texts - set(_messages("fr"))
+
+
+def test_start_queue_messages_are_translated():
+    from spawner.project_spawner import SLOT_TIMED_OUT, STARTING, WAITING_IN_LINE
+
+    french = _messages("fr")
+    assert not {WAITING_IN_LINE, STARTING, SLOT_TIMED_OUT} - set(french)
+    assert "numéro 4" in french[WAITING_IN_LINE].format(place=4)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import socket
 import stat
 import time
@@ -28,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from egress_review.checks.tempnames import partial_beside, temporary_name
 from egress_review.text import Message
 
 CHUNK = 1024 * 1024
@@ -164,7 +164,7 @@ class Store:
         """Copy a workspace file into the store, hashing as it goes; durable before it is named."""
         with open_workspace_file(workspace, relative, max_bytes) as (source, _):
             digest, size = hashlib.sha256(), 0
-            temporary = self.objects / _temporary_name()
+            temporary = self.objects / temporary_name()
             with open(temporary, "wb") as target:
                 while chunk := os.read(source, CHUNK):
                     size += len(chunk)
@@ -214,11 +214,6 @@ class Store:
         return removed
 
 
-def _temporary_name() -> str:
-    """A temp name no other process, on this host or another sharing the store, will choose."""
-    return f".tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(8)}"
-
-
 def create_once(path: Path, content: bytes) -> bytes:
     """The content of ``path``, written as ``content`` (mode 0600, fsynced) if it does not exist yet.
 
@@ -243,7 +238,7 @@ def create_once(path: Path, content: bytes) -> bytes:
 
 
 def _writer_is_gone(name: str) -> bool:
-    """Whether ``name`` is a temp file (``_temporary_name``) of a process of this host that has
+    """Whether ``name`` is a temp file (``temporary_name``) of a process of this host that has
     ended; another host's temp files wait for the grace period, their writer's life unknown here."""
     if not name.startswith(".tmp-"):
         return False
@@ -258,12 +253,6 @@ def _writer_is_gone(name: str) -> bool:
     except PermissionError:
         return False  # alive, another user's
     return False
-
-
-def partial_beside(path: Path) -> Path:
-    """Where to write ``path`` before renaming it into place: a name of this process's own, so two
-    replicas writing the same file never write into one another's half-written copy."""
-    return path.with_name(f".{path.name}{_temporary_name()}")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -120,6 +120,14 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
         # The progress stream is another request: remember the language of the one that started us.
         self._start_language = self.language
         ticket = self._start_ticket = Ticket(f"{self.user.name}/{self.name}")
+        try:
+            return await self._start(ticket, began)
+        finally:
+            # A start that ends without stop() (a cancelled wait, a server that died) must not
+            # leave its ticket for the next start's progress stream to read.
+            self._start_ticket = None
+
+    async def _start(self, ticket: Ticket, began: float):
         access, image, plan = await self.planned_workspace()
         prepared = time.perf_counter()
         queue = self.start_queue()

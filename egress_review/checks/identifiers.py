@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from egress_review.checks import FAIL, PASS, CheckResult, result
-from egress_review.store import partial_beside
+from egress_review.checks.tempnames import partial_beside
 from egress_review.checks.i18n import Msg
 
 BLOCK = 8 * 1024 * 1024  # per block: the bytes, their tokenised copy and numpy positions (tens of MB)

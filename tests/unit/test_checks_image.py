@@ -39,3 +39,29 @@ def test_the_checks_import_nothing_of_the_hub():
         for forbidden in ("from datasets", "import datasets", "from spawner", "egress_review.requests",
                           "egress_review.app", "import typer"):
             assert forbidden not in text, f"{path.name} imports {forbidden}"
+
+
+def test_the_shipped_checks_import_on_their_own(tmp_path):
+    """What the image gets is importable without the rest of ``egress_review``: each module of the
+    shipped package imports in a fresh interpreter that sees only the shipped copy of the package
+    (a textual list of forbidden imports missed ``egress_review.store`` once, and the image build
+    failed)."""
+    import os
+    import subprocess
+    import sys
+
+    with tarfile.open(fileobj=build_context("singleuser", None)) as context:
+        members = [m for m in context.getmembers() if m.name.startswith("tre_check/egress_review/")]
+        context.extractall(tmp_path, members=members, filter="data")
+    shipped = tmp_path / "tre_check"
+    modules = sorted(f"egress_review.checks.{p.stem}" for p in (shipped / "egress_review" / "checks").glob("*.py")
+                     if p.stem != "__init__")
+    # The project's editable install would otherwise find the repository's egress_review modules.
+    program = ("import importlib, sys\n"
+               "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
+               "for name in sys.argv[1:]:\n"
+               "    module = importlib.import_module(name)\n"
+               f"    assert module.__file__.startswith({str(shipped)!r}), module.__file__\n")
+    result = subprocess.run([sys.executable, "-c", program, *modules], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(shipped)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ class IdentifierIndex:
         values = pc.unique(pc.drop_null(values))
         self.values = pc.filter(values, pc.not_equal(values, ""))  # an empty value would match every gap
         self._sieve: _Sieve | None = None
-        self._phrases = False
+        self._phrases: list[_PhrasePass] = []
 
     def __len__(self) -> int:
         return len(self.values)
@@ -145,13 +146,15 @@ class IdentifierIndex:
             scan.feed(data)
         return scan.finish()
 
-    def _sieves(self) -> tuple[_Sieve, bool]:
-        """The lookup table of the values that are single tokens, and whether some value holds spaces."""
+    def _sieves(self) -> tuple[_Sieve, list[_PhrasePass]]:
+        """The lookup table of the values that are single tokens, and the passes that find the
+        values holding separators ("Jean Dupont", "O'Brien", "Smith, John")."""
         if self._sieve is None:
             spaced = pc.match_substring_regex(self.values, r"[\s,;|\"'<>()\[\]{}=]")
-            self._phrases = bool(pc.any(spaced).as_py())
-            words = pc.filter(self.values, pc.invert(spaced)) if self._phrases else self.values
+            phrases = pc.filter(self.values, spaced)
+            words = pc.filter(self.values, pc.invert(spaced)) if len(phrases) else self.values
             self._sieve = _Sieve(words.combine_chunks() if isinstance(words, pa.ChunkedArray) else words)
+            self._phrases = _phrase_passes(phrases)
         return self._sieve, self._phrases
 
 
@@ -165,8 +168,6 @@ class IdentifierIndex:
 SEPARATORS = b" \t\n\r\f\v\x1c\x1d\x1e\x1f,;|\"'<>()[]{}="
 TRAILING = b".:!?"  # sentence punctuation ending a word ("seen on 04/03/2021.") is not part of it
 _TO_LINE_FEED = bytes.maketrans(SEPARATORS, b"\n" * len(SEPARATORS))
-_LINE_SEPARATORS = SEPARATORS.replace(b" ", b"")  # for values with spaces (names, addresses)
-_TO_LINE_FEED_BUT_SPACES = bytes.maketrans(_LINE_SEPARATORS, b"\n" * len(_LINE_SEPARATORS))
 _TRIMMED = "\n .:!?"
 # Unicode spaces (what ``\s`` means for text): no-break spaces, the typographic spaces, ideographic.
 WIDE_SPACES = re.compile(rb"\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80")
@@ -176,12 +177,12 @@ MAX_ENDING = 3  # "P0042?!." is found; a value followed by four marks or more is
 BATCH = 1 << 20  # candidate tokens matched against the index at once
 
 
-def _tokenised(data: bytes, separators: bytes) -> tuple[bytes, np.ndarray, np.ndarray]:
+def _tokenised(data: bytes, separators: bytes, *, keep_spaces: bool = False) -> tuple[bytes, np.ndarray, np.ndarray]:
     """The block with every separator turned into a line feed, at C speed: as bytes, as numpy, and
     the positions of its line feeds. (Sentence punctuation ending a token is trimmed later, from
     the few tokens the sieve keeps.)"""
     if not data.isascii() and any(lead in data for lead in _WIDE_LEADS):
-        data = WIDE_SPACES.sub(b" " if separators is _TO_LINE_FEED_BUT_SPACES else b"\n", data)
+        data = WIDE_SPACES.sub(b" " if keep_spaces else b"\n", data)
     data = data.translate(separators)
     raw = np.frombuffer(data, dtype=np.uint8)
     return data, raw, np.flatnonzero(raw == 10)
@@ -250,6 +251,51 @@ class _Sieve:
         return maybe[self.table[self._keys(lengths, raw.take(starts), last[maybe])]]
 
 
+@dataclass(frozen=True)
+class _PhrasePass:
+    """One way of cutting a block into stretches for values that hold separators: at every
+    separator but ``kept`` (those inside the values), keeping the stretches that hold one of them."""
+    table: bytes  # bytes.maketrans: the separators that cut, to line feeds
+    keeps_spaces: bool
+    inside: str  # a regex character class: a stretch holding none is a single token, matched above
+
+
+# Cells of a CSV or TSV file, for values that hold the file's own delimiter ("Smith, John" is
+# written quoted): the stretches between quotes, tabs and line ends.
+_CELL_SEPARATORS = b"\n\r\t\"\x1c\x1d\x1e\x1f"
+_DELIMITERS = set(",;|")
+MAX_PHRASE_PASSES = 6  # beyond that many kinds of value, one pass keeps all their separators
+
+
+def _phrase_passes(phrases: pa.Array) -> list[_PhrasePass]:
+    """The passes that find these values: one per set of separators found inside them (most
+    indexes have one or two: spaces; spaces and apostrophes), plus the cells of a CSV when some
+    value holds a delimiter."""
+    if not len(phrases):
+        return []
+    separators = [chr(b) for b in SEPARATORS if chr(b) not in "\x1c\x1d\x1e\x1f"]
+    inside = np.stack([np.asarray(pc.match_substring(phrases, s).to_numpy(zero_copy_only=False), dtype=bool)
+                       for s in separators])
+    kinds = {tuple(column) for column in np.unique(inside.T, axis=0)}
+    kept_sets = [frozenset(s for s, present in zip(separators, kind) if present) for kind in kinds]
+    if len(kept_sets) > MAX_PHRASE_PASSES:
+        kept_sets = [frozenset().union(*kept_sets)]
+    passes = [_phrase_pass(kept) for kept in kept_sets if kept]
+    if any(kept & _DELIMITERS for kept in kept_sets):
+        passes.append(_PhrasePass(bytes.maketrans(_CELL_SEPARATORS, b"\n" * len(_CELL_SEPARATORS)), True,
+                                  "[" + re.escape("".join(_DELIMITERS | {" "})) + "]"))
+    return passes
+
+
+def _phrase_pass(kept: frozenset[str]) -> _PhrasePass:
+    whitespace = {" ", "\t", "\n", "\r", "\f", "\v"}
+    if kept & whitespace:
+        kept = kept | {" "}  # a value's inner space may be any space of the text
+    cutting = bytes(b for b in SEPARATORS if chr(b) not in kept or chr(b) == "\n")
+    return _PhrasePass(bytes.maketrans(cutting, b"\n" * len(cutting)), " " in kept,
+                       "[" + re.escape("".join(sorted(kept))) + "]")
+
+
 class _Scan:
     """One scan's state: the candidate tokens waiting to be matched, the hits so far."""
 
@@ -269,11 +315,32 @@ class _Scan:
         chosen = self.sieve.candidates(raw, ends)
         if len(chosen):
             self._wait(_token_array(tokenised, ends, chosen))
-        if self.phrases:  # values with spaces: every stretch between the other separators
-            tokenised, _, ends = _tokenised(data, _TO_LINE_FEED_BUT_SPACES)
-            stretches = pc.ascii_rtrim(_token_array(tokenised, ends), characters=_TRIMMED)
-            stretches = pc.ascii_ltrim(stretches, characters=" ")
-            self._wait(pc.filter(stretches, pc.match_substring(stretches, " ")))  # single words: matched above
+        if self.phrases:
+            self._phrase_hits(data)
+
+    def _phrase_hits(self, data: bytes) -> None:
+        """Values holding separators: the stretches between the other separators, each pass its
+        own cut. An occurrence several passes find (a name with a space, in a quoted cell) counts
+        once: hits are told apart by where they start in the block."""
+        hits: dict[int, str] = {}
+        for phrase in self.phrases:
+            tokenised, _, ends = _tokenised(data, phrase.table, keep_spaces=phrase.keeps_spaces)
+            stretches = _token_array(tokenised, ends)
+            inside = np.flatnonzero(np.asarray(
+                pc.match_substring_regex(stretches, phrase.inside).to_numpy(zero_copy_only=False), dtype=bool))
+            if not len(inside):
+                continue
+            starts = np.where(inside > 0, ends[inside - 1] + 1, 0)
+            stretches = pc.ascii_rtrim(stretches.take(pa.array(inside)), characters=_TRIMMED)
+            trimmed = pc.ascii_ltrim(stretches, characters=" ")
+            lead = np.asarray(pc.subtract(pc.binary_length(stretches), pc.binary_length(trimmed)))
+            found = np.asarray(self.index._hits(trimmed).to_numpy(zero_copy_only=False), dtype=bool)
+            for at, value in zip((starts + lead)[found], pc.filter(trimmed, pa.array(found)).to_pylist()):
+                hits.setdefault(int(at), value)
+        self.total += len(hits)
+        room = len(hits) if self.limit is None else self.limit - len(self.found)
+        if room > 0:
+            self.found.extend(value for _, value in sorted(hits.items())[:room])
 
     def _wait(self, tokens: pa.Array) -> None:
         self.pending.append(tokens)

@@ -100,3 +100,16 @@ def test_a_text_is_scanned_the_same_way():
     index = IdentifierIndex.of_values(IDS)
     assert index.scan_text("Patient P000456 (75011), seen 04/03/2021.\nP000456") == ["04/03/2021", "75011",
                                                                                      "P000456"]
+
+
+def test_values_holding_apostrophes_commas_or_spaces_are_found_in_cells_and_text(tmp_path):
+    """Names and addresses hold separators: "O'Brien" beside commas or in a sentence, "Smith, John"
+    quoted in a CSV cell, an address with both a space and an apostrophe."""
+    index = IdentifierIndex.of_values(["P0042", "O'Brien", "12 Rue de l'Eglise", "Smith, John", "Jean Dupont"])
+    csv = tmp_path / "out.csv"
+    csv.write_text('id,name,address\nP0042,O\'Brien,"12 Rue de l\'Eglise"\n1,"Smith, John",x\n2,Jean Dupont,y\n')
+    found, count = index.scan_file(csv)
+    assert sorted(found) == ["12 Rue de l'Eglise", "Jean Dupont", "O'Brien", "P0042", "Smith, John"]
+    assert count == 5
+    assert index.scan_text("Seen O'Brien today; not O'Briens.") == ["O'Brien"]
+    assert index.scan_text("Smith, Johnny and Smith John") == []

@@ -64,6 +64,12 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
     async def start(self):
         began = time.perf_counter()
         access, image, plan = await self.planned_workspace()
+        try:  # before any network is made: a dataset the swarm cannot place is a refusal, in words
+            swarm_adapter.dataset_constraints(plan, self.site)
+        except swarm_adapter.UnplaceableDataset as error:
+            versions = ", ".join(f"{slug} {version}" for slug, version in plan.dataset_versions)
+            raise await self.refuse(AccessRefused(Refusal.NO_NODE_FOR_DATASETS, project=self.name,
+                                                  datasets=versions), error) from None
         network = plan.network.name
         async with self._network_locks.setdefault(network, asyncio.Lock()):
             self._starting[network] = self._starting.get(network, 0) + 1

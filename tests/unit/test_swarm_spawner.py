@@ -35,3 +35,41 @@ def test_defaults_keep_workspaces_unpublished_encrypted_and_never_restarted():
     assert spawner.site.encrypted_network is True
     assert spawner.remove is True
     assert spawner.placement_timeout == 60
+
+
+def test_a_dataset_the_swarm_cannot_place_is_refused_before_any_network_is_made(monkeypatch):
+    """A version that cannot be a node label is a refusal in words, with its audit row (here the
+    refusal the spawner would raise), and the swarm is not asked for anything: no network, no hub
+    attachment left behind."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from spawner import swarm_adapter
+    from tests.unit.test_swarm_adapter import dataset, plan
+
+    unplaceable = plan(dataset("claims", "2024/1"))
+    spawner = ProjectSwarmSpawner(hub_container="hub")
+    spawner.user, spawner.orm_spawner = SimpleNamespace(name="alice"), SimpleNamespace(name="cardio-risk", server=None)
+    refused = []
+
+    async def planned_workspace():
+        return None, None, unplaceable
+
+    async def refuse(refusal, error=None):
+        refused.append((refusal.reason.value, refusal.params, type(error).__name__))
+        return RuntimeError("refused")
+
+    def engine_touched(*args, **kwargs):
+        raise AssertionError("the swarm was asked to make a network")
+
+    monkeypatch.setattr(spawner, "planned_workspace", planned_workspace)
+    monkeypatch.setattr(spawner, "refuse", refuse)
+    monkeypatch.setattr(swarm_adapter, "ensure_overlay_network", engine_touched)
+    try:
+        asyncio.run(spawner.start())
+    except RuntimeError as error:
+        assert str(error) == "refused"
+    else:
+        raise AssertionError("the start was not refused")
+    assert refused == [("no_node_for_datasets", {"project": "cardio-risk", "datasets": "claims 2024/1"},
+                        "UnplaceableDataset")]

@@ -40,6 +40,7 @@ import requests
 import yaml
 
 from tests.integration.conftest import REPO, VENV_BIN, wait_for
+from tests.integration.openid_provider import OpenIDProvider
 
 pytestmark = pytest.mark.integration
 
@@ -162,31 +163,6 @@ class Deployment:
         return session.get(self.url + path, verify=str(self.certificate), timeout=30, **kwargs)
 
 
-class OpenIDProvider:
-    """tests/oidc_provider/provider.mjs listening on the test network's gateway."""
-
-    def __init__(self, address: str, hub_url: str) -> None:
-        port = free_port_on(address)
-        self.issuer = f"http://{address}:{port}"
-        self.process = subprocess.Popen(
-            ["node", str(REPO / "tests" / "oidc_provider" / "provider.mjs"), str(port),
-             f"{hub_url}/hub/oauth_callback", f"{hub_url}/hub/login", CLIENT_SECRET, address],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        log = []
-        for line in self.process.stdout:
-            log.append(line)
-            if line.startswith("ready "):
-                return
-        raise AssertionError("the OpenID provider exited:\n" + "".join(log))
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 def start_target(client: docker.DockerClient, run_id: str, network, volume) -> docker.models.containers.Container:
     """The target host: systemd as PID 1 (boot.sh mounts its own writable cgroups), every capability
     the engine may grant (a Docker engine runs inside), its /var/lib/docker on a volume so that the
@@ -237,7 +213,7 @@ def deployment(docker_client, tmp_path_factory) -> Iterator[Deployment]:
             network.reload()
             gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
             wait_for(lambda: answers(address, 22), 60, "the target's SSH")
-        provider = OpenIDProvider(gateway, f"https://{address}")
+        provider = OpenIDProvider(free_port_on(gateway), f"https://{address}", CLIENT_SECRET, gateway)
         inventory = tmp / "inventory.yml"
         # host variables: they take precedence over group_vars/all.yml's defaults
         inventory.write_text(yaml.safe_dump({"tre": {"hosts": {address: {

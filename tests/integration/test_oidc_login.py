@@ -25,15 +25,14 @@ import re
 import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import Page, expect
 
 from tests.integration.conftest import REPO, VENV_BIN, Hub, free_port
+from tests.integration.openid_provider import OpenIDProvider
 
 pytestmark = pytest.mark.integration
 
@@ -41,40 +40,6 @@ PAGE_MS = 30_000
 WORKSPACE_MS = 240_000
 PROVIDER_NAME = "Test institution"
 PASSWORDS = {"alice": "alice-pass", "carol": "carol-pass", "mallory": "mallory-pass"}  # tests/oidc_provider
-
-
-class OpenIDProvider:
-    """tests/oidc_provider/provider.mjs on a free loopback port, for one hub."""
-
-    def __init__(self, port: int, hub_url: str, client_secret: str) -> None:
-        self.issuer = f"http://127.0.0.1:{port}"
-        self.command = ["node", str(REPO / "tests" / "oidc_provider" / "provider.mjs"), str(port),
-                        f"{hub_url}/hub/oauth_callback", f"{hub_url}/hub/login", client_secret]
-        self.start()
-
-    def start(self) -> None:
-        self.log = []
-        self.process = subprocess.Popen(self.command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)
-        deadline = time.monotonic() + 30
-        for line in self.process.stdout:  # its startup warnings, then "ready <issuer>"
-            self.log.append(line)
-            if line.startswith("ready "):
-                return
-            assert time.monotonic() < deadline, "the OpenID provider did not start:\n" + "".join(self.log)
-        raise AssertionError("the OpenID provider exited:\n" + "".join(self.log))
-
-    def crash_after_next_code(self) -> None:
-        """Make the provider vanish right after it sends the next browser back with a code."""
-        requests.post(f"{self.issuer}/test/crash-after-next-code", timeout=10).raise_for_status()
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,8 @@ apt_install() {
 
 system_packages() {
   step "Debian packages (Python venv, Docker engine, debootstrap, Node.js)"
-  apt_install python3-venv ca-certificates curl iptables iproute2 util-linux debootstrap docker.io
+  # e2fsprogs (mkfs.ext4, resize2fs) and util-linux (mount, losetup): the quota filesystems, spawner/storage.py
+  apt_install python3-venv ca-certificates curl iptables iproute2 util-linux e2fsprogs debootstrap docker.io
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
   done_step
 }

@@ -1,5 +1,5 @@
-"""Who may see what: the questions the hub and the spawner ask the catalogue, and the loader of
-catalogue files (YAML) that data stewards and the demo use.
+"""The catalogue's people, and the loader of catalogue files (YAML) that data stewards and the demo
+use; who may see what is answered by ``datasets.access``.
 
 Everything here takes an open SQLAlchemy session, so callers choose the transaction and run it
 off the event loop; the decisions themselves are plain functions of the rows.
@@ -8,11 +8,7 @@ off the event loop; the decisions themselves are plain functions of the rows.
 from __future__ import annotations
 
 import datetime as dt
-import enum
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,126 +27,9 @@ from datasets.models import (
     Project,
     ProjectStatus,
 )
-
-
-class Refusal(enum.StrEnum):
-    """Why a workspace cannot start; each has a translated message in ``datasets/locale``."""
-
-    NOT_A_PROJECT = "not_a_project"
-    NOT_A_MEMBER = "not_a_member"
-    PROJECT_NOT_STARTABLE = "project_not_startable"
-    PROJECT_NOT_STARTED = "project_not_started"
-    PROJECT_ENDED = "project_ended"
-    NO_DATASET_IN_FORCE = "no_dataset_in_force"
-    DATASET_INTEGRITY = "dataset_integrity"
-    UNSAFE_FOLDER = "unsafe_folder"
-    FIREWALL_MISSING = "firewall_missing"
-    NO_IMAGE = "no_image"
-    IMAGE_RETIRED = "image_retired"
-    IMAGE_MISSING = "image_missing"
-    NO_NODE_FOR_DATASETS = "no_node_for_datasets"
-
-
-class AccessRefused(Exception):
-    def __init__(self, reason: Refusal, **params: Any) -> None:
-        self.reason = reason
-        self.params = params
-        super().__init__(f"{reason.value}: {params}")
-
-
-@dataclass(frozen=True)
-class GrantedDataset:
-    slug: str
-    version: str
-    storage_path: PurePosixPath  # relative to the data root
-    ends_on: dt.date
-    file_hashes: tuple[tuple[str, str], ...] = ()  # (file name, sha256) as registered
-
-
-@dataclass(frozen=True)
-class WorkspaceAccess:
-    """What the catalogue allows one person in one project today: the input of a workspace plan."""
-
-    username: str
-    project: str
-    project_title: str
-    datasets: tuple[GrantedDataset, ...]
-    mem_limit: str | None
-    cpu_limit: float | None
-
-
-@dataclass(frozen=True)
-class ProjectSummary:
-    slug: str
-    title: str
-    status: str
-    ends_on: dt.date | None
-    datasets: tuple[str, ...]
-
-
-def workspace_access(session: Session, username: str, project_slug: str, today: dt.date) -> WorkspaceAccess:
-    """Decide whether ``username`` may start a workspace of ``project_slug`` today, and with what.
-
-    Raises AccessRefused with the reason a person can act on.
-    """
-    project = session.scalars(
-        select(Project)
-        .where(Project.slug == project_slug)
-        .options(selectinload(Project.memberships), selectinload(Project.grants).selectinload(Grant.dataset))
-    ).one_or_none()
-    if project is None:
-        raise AccessRefused(Refusal.NOT_A_PROJECT, project=project_slug)
-    if username not in {m.username for m in project.memberships}:
-        raise AccessRefused(Refusal.NOT_A_MEMBER, project=project.slug,
-                            investigator=project.principal_investigator)
-    if project.status not in STARTABLE_STATUSES:
-        raise AccessRefused(Refusal.PROJECT_NOT_STARTABLE, project=project.slug, status=project.status.value)
-    if project.starts_on and today < project.starts_on:
-        raise AccessRefused(Refusal.PROJECT_NOT_STARTED, project=project.slug, date=project.starts_on.isoformat())
-    if project.ends_on and today > project.ends_on:
-        raise AccessRefused(Refusal.PROJECT_ENDED, project=project.slug, date=project.ends_on.isoformat())
-    granted = tuple(
-        GrantedDataset(
-            slug=g.dataset.slug,
-            version=g.dataset_version,
-            storage_path=PurePosixPath(g.dataset.storage_path),
-            ends_on=g.ends_on,
-            file_hashes=tuple(sorted(g.dataset.file_hashes.items())),
-        )
-        for g in sorted(project.grants, key=lambda g: g.dataset_slug)
-        # a grant is for the version it names: once a steward registers a new version (new files
-        # under the same folder), the project must be granted that version before it sees it
-        if g.in_force(today) and g.dataset_version == g.dataset.version
-    )
-    if not granted:
-        raise AccessRefused(Refusal.NO_DATASET_IN_FORCE, project=project.slug)
-    return WorkspaceAccess(
-        username=username,
-        project=project.slug,
-        project_title=project.title,
-        datasets=granted,
-        mem_limit=project.mem_limit,
-        cpu_limit=project.cpu_limit,
-    )
-
-
-def projects_of(session: Session, username: str, today: dt.date) -> list[ProjectSummary]:
-    """The projects a person is a member of, with the datasets in force today, for the home page."""
-    memberships = session.scalars(
-        select(Membership)
-        .where(Membership.username == username)
-        .options(selectinload(Membership.project).selectinload(Project.grants))
-    ).all()
-    return [
-        ProjectSummary(
-            slug=m.project.slug,
-            title=m.project.title,
-            status=m.project.status.value,
-            ends_on=m.project.ends_on,
-            datasets=tuple(sorted(g.dataset_slug for g in m.project.grants if g.in_force(today))),
-        )
-        for m in sorted(memberships, key=lambda m: m.project_slug)
-    ]
+from datasets.manifest import ManifestError
+from datasets.quotas import SIZE_PATTERN
+from datasets.versions import VersionError, manifest_of, record_version
 
 
 def known_people(session: Session) -> dict[str, Person]:
@@ -198,6 +77,8 @@ class PersonEntry(_Strict):
     email: str | None = None
     roles: list[str] = []
     checker_accredited_until: dt.date | None = None
+    accredited_on: dt.date | None = None  # researcher accreditation (datasets/accreditation.py)
+    accredited_until: dt.date | None = None
 
     @field_validator("roles")
     @classmethod
@@ -234,8 +115,13 @@ class ProjectEntry(_Strict):
     status: ProjectStatus = ProjectStatus.REQUESTED
     mem_limit: str | None = Field(default=None, pattern=r"^[1-9][0-9]*[kmgKMG]?$")  # Docker's form: 4G, 512m
     cpu_limit: float | None = Field(default=None, gt=0, le=64)
+    project_quota: str | None = Field(default=None, pattern=SIZE_PATTERN)  # /project, e.g. 20G
+    home_quota: str | None = Field(default=None, pattern=SIZE_PATTERN)  # each member's home
+    tmp_quota: str | None = Field(default=None, pattern=SIZE_PATTERN)  # one workspace's /tmp
     # Overrides of the automatic disclosure checks' parameters, e.g. {threshold: 20}; checked by the egress service.
     disclosure_rules: dict[str, int | float | bool] = {}
+    # Days its files are kept once closed (datasets/retention.py); None: TRE_PROJECT_RETENTION_DAYS.
+    retention_days: int | None = Field(default=None, ge=0, le=36500)
     members: list[MemberEntry] = []
     grants: list[GrantEntry] = []
 
@@ -303,7 +189,14 @@ def _check_references(path: Path, catalogue: CatalogueFile, today: dt.date | Non
                             "(approval_reference)")
         problems += [f"project {project.slug}: member {name} is listed twice"
                      for name in _duplicates([m.username for m in project.members])]
+        members = {m.username for m in project.members}
         for grant in project.grants:
+            if not grant.approval_reference.strip():
+                problems.append(f"project {project.slug}: grant of {grant.dataset} cites no approval reference "
+                                "(approval_reference)")
+            if grant.approved_by in members:
+                problems.append(f"project {project.slug}: grant of {grant.dataset} approved by {grant.approved_by}, "
+                                "a member of the project; another data steward approves it")
             approver = people.get(grant.approved_by)
             if approver is None or not ({"data_steward", "admin"} & set(approver.roles)):
                 problems.append(f"project {project.slug}: grant of {grant.dataset} approved by {grant.approved_by}, "
@@ -320,41 +213,16 @@ def _check_references(path: Path, catalogue: CatalogueFile, today: dt.date | Non
         raise CatalogueFileError(f"{path}: " + "; ".join(problems) + ". Nothing was loaded.")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def describe_files(directory: Path) -> tuple[dict[str, str], int | None]:
-    """sha256 of every data file of a dataset folder, and its row count from the Parquet footer."""
-    import pyarrow.parquet as pq
-
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-    hashes = {p.name: sha256_of(p) for p in files}
-    parquet = [p for p in files if p.suffix == ".parquet"]
-    rows = sum(pq.read_metadata(p).num_rows for p in parquet) if parquet else None
-    return hashes, rows
-
-
-def _refuse_links_out(slug: str, data_root: Path, directory: Path) -> None:
-    """A dataset folder is mounted as it is: no link may lead out of the data root, nor any file
-    be a link (what a workspace reads must be what was hashed)."""
-    root = data_root.resolve()
-    if not directory.resolve().is_relative_to(root):
-        raise CatalogueFileError(f"dataset {slug}: {directory} leads outside the data root {root} (a symbolic "
-                                 "link); put the files under the data root itself. Nothing was loaded.")
-    links = sorted(p.name for p in directory.iterdir() if p.is_symlink())
-    if links:
-        raise CatalogueFileError(f"dataset {slug}: {', '.join(links)} in {directory} are symbolic links; "
-                                 "replace them with the files themselves. Nothing was loaded.")
-
-
-def load_catalogue(session: Session, catalogue: CatalogueFile, data_root: Path) -> dict[str, int]:
+def load_catalogue(session: Session, catalogue: CatalogueFile, data_root: Path,
+                   actor: str = "catalogue-file") -> dict[str, int]:
     """Insert or update everything in ``catalogue``; idempotent. Grants and memberships of a
-    listed project are replaced by the file's, so the file stays the record of what was approved."""
+    listed project are made the file's, so the file stays the record of what was approved.
+
+    Memberships and grants change through the workflow's acts, as the pages' and the commands' do
+    (one audit row per change, the separation of duties, an approval reference on every grant):
+    a project's members are added by the data steward who approved its grants (its first grant's
+    ``approved_by``); a project without grants (an application) records them as its application
+    would, in the name of ``actor``."""
     counts = {"people": 0, "datasets": 0, "projects": 0}
     for entry in catalogue.people:
         person = session.get(Person, entry.username) or Person(username=entry.username)
@@ -365,57 +233,90 @@ def load_catalogue(session: Session, catalogue: CatalogueFile, data_root: Path) 
         person.checker_accredited_until = (
             entry.checker_accredited_until if "output_checker" in entry.roles else None
         )
+        if entry.accredited_until:  # else keep what a steward recorded with `tre people accredit`
+            person.accredited_on, person.accredited_until = entry.accredited_on, entry.accredited_until
         session.add(person)
         counts["people"] += 1
     for entry in catalogue.datasets:
         directory = data_root / entry.storage_path
-        if not directory.is_dir():
+        if not directory.is_dir() and not directory.is_symlink():
             raise CatalogueFileError(
                 f"dataset {entry.slug}: no files at {directory}. Put the dataset there "
                 "(for the demo: `tre demo data`) and load the catalogue again."
             )
-        _refuse_links_out(entry.slug, data_root, directory)
-        hashes, rows = describe_files(directory)
+        try:
+            manifest = manifest_of(data_root, entry.storage_path, describe=(entry.slug, entry.version))
+        except ManifestError as exc:
+            raise CatalogueFileError(f"dataset {entry.slug}: {exc}") from None
         dataset = session.get(Dataset, entry.slug) or Dataset(slug=entry.slug)
         for field in ("title", "description", "data_controller", "sensitivity", "version",
                       "storage_path", "licence"):
             setattr(dataset, field, getattr(entry, field))
         dataset.columns = [c.model_dump() for c in entry.columns]
-        dataset.file_hashes = hashes
-        dataset.row_count = rows
-        session.add(dataset)
+        try:
+            record_version(session, dataset, manifest, actor, data_root)
+        except VersionError as exc:
+            raise CatalogueFileError(f"dataset {entry.slug}: {exc}") from None
         counts["datasets"] += 1
     session.flush()
     for entry in catalogue.projects:
         project = session.get(Project, entry.slug) or Project(slug=entry.slug)
         for field in ("title", "lay_summary", "purpose", "public_interest", "principal_investigator",
                       "approval_reference", "starts_on", "ends_on", "status", "mem_limit", "cpu_limit",
-                      "disclosure_rules"):
+                      "project_quota", "home_quota", "tmp_quota", "disclosure_rules",
+                      "retention_days"):
             setattr(project, field, getattr(entry, field))
-        # Reuse rows with the same key, so that reloading the file updates instead of clashing.
-        members = {m.username: m for m in project.memberships}
-        project.memberships = [
-            _updated(members.get(m.username) or Membership(username=m.username), role=m.role)
-            for m in entry.members
-        ]
-        grants = {(g.dataset_slug, g.starts_on): g for g in project.grants}
-        project.grants = [
-            _updated(
-                grants.get((g.dataset, g.starts_on)) or Grant(dataset_slug=g.dataset, starts_on=g.starts_on),
-                dataset_version=session.get(Dataset, g.dataset).version,
-                ends_on=g.ends_on,
-                approved_by=g.approved_by,
-                approval_reference=g.approval_reference,
-            )
-            for g in entry.grants
-        ]
         session.add(project)
+        session.flush()
+        _load_members(session, project, entry, entry.grants[0].approved_by if entry.grants else actor)
+        _load_grants(session, project, entry)
         session.flush()
         counts["projects"] += 1
     return counts
 
 
-def _updated(row, **values):
-    for name, value in values.items():
-        setattr(row, name, value)
-    return row
+def _load_members(session: Session, project: Project, entry: ProjectEntry, decider: str) -> None:
+    from datasets import workflow
+
+    wanted = {m.username: m.role for m in entry.members}
+    for membership in list(project.memberships):
+        if membership.username not in wanted:
+            workflow.leave(session, decider, membership)
+        else:
+            membership.role = wanted.pop(membership.username)  # the same member: the file's role
+    for username, role in wanted.items():
+        if entry.grants:
+            workflow.add_member(session, decider, project.slug, username, role)
+        else:  # an application: its members come with it, as apply_for_project records them
+            workflow.join(session, decider, project, username, role)
+
+
+def _load_grants(session: Session, project: Project, entry: ProjectEntry) -> None:
+    """Grants with the same dataset and first day are the same grant: changed in place (one
+    grant.changed row) when the file changes them, added through the act when new, and removed
+    (one grant.revoked row) when the file no longer lists them."""
+    from datasets import audit, workflow
+    from datasets.audit import AuditAction
+
+    listed = {(g.dataset, g.starts_on): g for g in entry.grants}
+    for grant in list(project.grants):
+        line = listed.pop((grant.dataset_slug, grant.starts_on), None)
+        if line is None:
+            project.grants.remove(grant)
+            audit.record(session, grant.approved_by, AuditAction.GRANT_REVOKED, project=project.slug,
+                         details={"dataset": grant.dataset_slug, "from": grant.starts_on.isoformat(),
+                                  "removed_from_file": True})
+            continue
+        changed = {"dataset_version": session.get(Dataset, line.dataset).version, "ends_on": line.ends_on,
+                   "approved_by": line.approved_by, "approval_reference": line.approval_reference}
+        changed = {name: value for name, value in changed.items() if getattr(grant, name) != value}
+        if changed:
+            workflow.require_independent(session, line.approved_by, project)
+            for name, value in changed.items():
+                setattr(grant, name, value)
+            audit.record(session, line.approved_by, AuditAction.GRANT_CHANGED, project=project.slug,
+                         details={"dataset": grant.dataset_slug, "from": grant.starts_on.isoformat(),
+                                  **{k: str(v) for k, v in changed.items()}})
+    for line in listed.values():
+        workflow.add_grant(session, line.approved_by, project.slug, line.dataset, starts_on=line.starts_on,
+                           ends_on=line.ends_on, approval_reference=line.approval_reference)

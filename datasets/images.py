@@ -20,8 +20,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from datasets import audit
+from datasets.access import AccessRefused, Refusal
 from datasets.audit import AuditAction
-from datasets.catalogue import AccessRefused, Refusal
 from datasets.models import AnalysisImage, ImageStatus, Project
 from datasets.workflow import PermissionDenied, WorkflowError, require_admin
 

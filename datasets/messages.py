@@ -1,7 +1,7 @@
 """The English source text of every refusal a person may see; French in ``locale/fr``."""
 
-from datasets.catalogue import AccessRefused, Refusal
-from datasets.i18n import translate
+from datasets.access import AccessRefused, Refusal
+from tre_core.i18n import translate
 
 REFUSALS: dict[Refusal, str] = {
     Refusal.NOT_A_PROJECT: (
@@ -23,12 +23,20 @@ REFUSALS: dict[Refusal, str] = {
     ),
     Refusal.DATASET_INTEGRITY: (
         "Dataset {dataset} failed its integrity check ({problem}), so it is not mounted and the workspace "
-        "does not start. A data steward must restore it or register its new version."
+        "does not start. Tell the data stewards ({stewards}): they restore it or register its new version."
+    ),
+    Refusal.DATASET_SUSPENDED: (
+        "Dataset {dataset} {version} is suspended: a check found its files changed since registration, so it "
+        "is not mounted and the workspace does not start. The data stewards ({stewards}) have been told; "
+        "ask them when it will be restored or which version to use instead."
     ),
     Refusal.UNSAFE_FOLDER: (
         "The folder {folder} of project {project} has been replaced by a link or a file, so the "
         "workspace does not start. Delete {folder} from another running workspace of the project, "
         "or ask the platform's administrators to."
+    ),
+    Refusal.STORAGE_UNAVAILABLE: (
+        "The storage of project {project} could not be prepared ({problem}), so the workspace does not start."
     ),
     Refusal.FIREWALL_MISSING: (
         "The network protection around workspaces is not in place on this host, so no workspace "
@@ -53,6 +61,14 @@ REFUSALS: dict[Refusal, str] = {
         "No machine of the platform holds the datasets of project {project} ({datasets}) at the versions "
         "granted, so the workspace does not start. Tell the platform's administrators: a data steward "
         "puts the datasets on a machine and labels it for them."
+    ),
+    Refusal.NOT_ACCREDITED: (
+        "You have no researcher accreditation on record, so you cannot start a workspace or submit outputs "
+        "for export. Complete the TRE's safe-researcher training, then ask a data steward ({stewards}) to record it."
+    ),
+    Refusal.ACCREDITATION_EXPIRED: (
+        "Your researcher accreditation ended on {date}, so you cannot start a workspace or submit outputs for "
+        "export. Renew the safe-researcher training, then ask a data steward ({stewards}) to record it."
     ),
 }
 

@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Date, DateTime, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Date, DateTime, Enum, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SLUG = r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$"
@@ -49,6 +49,12 @@ class Person(Base):
     is_data_steward: Mapped[bool] = mapped_column(default=False)
     # An output checker is accredited until this date (inclusive); None means not a checker.
     checker_accredited_until: Mapped[dt.date | None] = mapped_column(Date)
+    # The provider's ``sub`` this person signed in with first; another ``sub`` is refused (identity.py).
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Researcher accreditation (safe-researcher training): when, until when, recorded by whom (accreditation.py).
+    accredited_on: Mapped[dt.date | None] = mapped_column(Date)
+    accredited_until: Mapped[dt.date | None] = mapped_column(Date)
+    accredited_by: Mapped[str | None] = mapped_column(String(64))
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="person")
 
@@ -68,10 +74,45 @@ class Dataset(Base):
     licence: Mapped[str] = mapped_column(Text, default="")
     # [{"name", "type", "description", "identifier": "direct"|"indirect"|null}]
     columns: Mapped[list[Any]] = mapped_column(default=list)
-    # {"file name": "sha256 hex"}
+    # {"relative path": "sha256 hex"} of the newest version (its manifest: ``versions``)
     file_hashes: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     grants: Mapped[list[Grant]] = relationship(back_populates="dataset")
+    versions: Mapped[list[DatasetVersion]] = relationship(back_populates="dataset", order_by="DatasetVersion.registered_at")
+
+
+class VersionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # failed a check: mounts nothing until a steward registers it again
+    RETIRED = "retired"  # replaced: grants naming it mount nothing
+
+
+class DatasetVersion(Base):
+    """One registered, immutable version of a dataset: its manifest (every file's path, size,
+    sha256, inode and mtime), the root hash over it, and what its Parquet footers say."""
+
+    __tablename__ = "dataset_versions"
+
+    dataset_slug: Mapped[str] = mapped_column(ForeignKey("datasets.slug"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    storage_path: Mapped[str] = mapped_column(String(500))
+    root_hash: Mapped[str] = mapped_column(String(64))
+    # [[path, size, sha256, inode, mtime_ns], ...] sorted by path
+    files: Mapped[list[Any]] = mapped_column(default=list)
+    # {table: {"schema": [[name, type]], "partitions": [...], "partition_keys": [...], "rows", "files", "bytes"}}
+    tables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    row_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    byte_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[VersionStatus] = mapped_column(
+        Enum(VersionStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=VersionStatus.ACTIVE,
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    registered_by: Mapped[str] = mapped_column(String(64))
+    scrubbed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    dataset: Mapped[Dataset] = relationship(back_populates="versions")
 
 
 class Project(Base):
@@ -94,6 +135,10 @@ class Project(Base):
     # Per-project resource limits; None falls back to the platform defaults in settings.
     mem_limit: Mapped[str | None] = mapped_column(String(16))
     cpu_limit: Mapped[float | None]
+    # Storage quotas, Docker's size form (20G); none: the settings' defaults (datasets/quotas.py)
+    project_quota: Mapped[str | None] = mapped_column(String(16))
+    home_quota: Mapped[str | None] = mapped_column(String(16))
+    tmp_quota: Mapped[str | None] = mapped_column(String(16))
     # The application: who asked, for which datasets, and what the steward decided.
     applicant: Mapped[str | None] = mapped_column(String(64))
     requested_datasets: Mapped[list[Any]] = mapped_column(default=list)
@@ -107,6 +152,11 @@ class Project(Base):
     # Overrides of the automatic disclosure checks' parameters (egress_review.checks.params), e.g.
     # {"threshold": 20}; {} keeps ACRO's defaults.
     disclosure_rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # Lifecycle (retention.py): the day it closed, days its files are kept after that (None: the
+    # platform's default), and when they were archived and wiped.
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+    retention_days: Mapped[int | None]
+    archived_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="project", cascade="all, delete-orphan"
@@ -126,6 +176,25 @@ class Membership(Base):
 
     project: Mapped[Project] = relationship(back_populates="memberships")
     person: Mapped[Person] = relationship(back_populates="memberships")
+
+
+class MembershipRecord(Base):
+    """One membership as it was: who, which project, from when, until when (None: still a member).
+
+    Written by the workflow acts beside ``Membership`` (which holds only the current ones), so that
+    "which projects is this person tied to?" is a question to the catalogue, not to the audit log.
+    """
+
+    __tablename__ = "membership_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_slug: Mapped[str] = mapped_column(ForeignKey("projects.slug", name="fk_membership_history_project_slug_projects"))
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    added_by: Mapped[str] = mapped_column(String(64))
+    removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    removed_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class Grant(Base):
@@ -212,3 +281,17 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     seq: Mapped[int]
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class FileReadDay(Base):
+    """How many bytes of file content one person's workspaces showed in the browser on one day
+    (UTC), kept by the hub's file-reads API (hub/file_reads.py) against the daily threshold."""
+
+    __tablename__ = "file_read_days"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    reads: Mapped[int] = mapped_column(default=0)
+    # when the threshold was first reached that day (the stewards are alerted once)
+    blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

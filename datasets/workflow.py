@@ -12,13 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from datasets import audit
+from datasets.access import projects_tied_to
 from datasets.audit import AuditAction
-from datasets.models import SLUG, Dataset, Grant, Membership, MemberRole, Person, Project, ProjectStatus
+from datasets.manifest import Manifest
+from datasets.models import (SLUG, Dataset, DatasetVersion, Grant, Membership, MembershipRecord, MemberRole, Person,
+                             Project, ProjectStatus, VersionStatus)
+from datasets.versions import record_version
+from tre_core.i18n import translate
 
 S = ProjectStatus
 PROJECT_TRANSITIONS: dict[ProjectStatus, frozenset[ProjectStatus]] = {
@@ -31,7 +37,20 @@ PROJECT_TRANSITIONS: dict[ProjectStatus, frozenset[ProjectStatus]] = {
 
 
 class WorkflowError(ValueError):
-    """An act the rules do not allow; the message says why and what to do instead."""
+    """An act the rules do not allow; the message says why and what to do instead.
+
+    The message is an English msgid with ``{name}`` parameters (French in ``tre_core/locale``):
+    ``str()`` is the English, ``said_in(language)`` the person's language."""
+
+    def __init__(self, message: str, **params: object) -> None:
+        self.message, self.params = message, params
+        super().__init__(message.format(**params) if params else message)
+
+    def said_in(self, language: str) -> str:
+        try:
+            return translate(language, self.message, **self.params)
+        except (KeyError, IndexError, ValueError):  # an English-only message with braces of its own
+            return str(self)
 
 
 class PermissionDenied(WorkflowError):
@@ -53,6 +72,18 @@ def require_steward(session: Session, actor: str) -> Person:
     if not (person.is_data_steward or person.is_admin):
         raise PermissionDenied(f"{actor} is not a data steward; only data stewards decide on projects and grants.")
     return person
+
+
+NOT_INDEPENDENT = ("{actor} is a member of project {project}, was one, or applied for it, so another data steward "
+                   "must decide on it: nobody approves, grants or adds members to their own project.")
+NO_APPROVAL_REFERENCE = ("A grant cites its approval reference (an ethics committee decision, say); give it with "
+                         "the grant.")
+
+
+def require_independent(session: Session, actor: str, project: Project) -> None:
+    """Separation of duties: nobody decides on a project they belong to, belonged to or applied for."""
+    if project.slug in projects_tied_to(session, actor) or actor == project.applicant:
+        raise PermissionDenied(NOT_INDEPENDENT, actor=actor, project=project.slug)
 
 
 def require_admin(session: Session, actor: str) -> Person:
@@ -77,6 +108,8 @@ def _move(session: Session, project: Project, to: ProjectStatus, **values) -> No
     concurrent deciders wins and the second is told what happened."""
     if to not in PROJECT_TRANSITIONS[project.status]:
         raise WorkflowError(f"Project {project.slug} is {project.status.value}; it cannot become {to.value}.")
+    if to is ProjectStatus.CLOSED:  # its retention period runs from today (datasets/retention.py)
+        values.setdefault("closed_on", dt.date.today())
     done = session.execute(
         update(Project).where(Project.slug == project.slug, Project.status == project.status)
         .values(status=to, **values).execution_options(synchronize_session=False)
@@ -132,11 +165,11 @@ def apply_for_project(session: Session, applicant: str, form: ApplicationForm) -
         starts_on=form.starts_on, ends_on=form.ends_on, status=S.REQUESTED, applicant=applicant,
         requested_datasets=sorted(set(form.datasets)),
     )
-    project.memberships = [Membership(username=applicant, role=MemberRole.PRINCIPAL_INVESTIGATOR)] + [
-        Membership(username=u, role=MemberRole.RESEARCHER) for u in sorted(set(form.members) - {applicant})
-    ]
     session.add(project)
     session.flush()
+    join(session, applicant, project, applicant, MemberRole.PRINCIPAL_INVESTIGATOR, audited=False)
+    for username in sorted(set(form.members) - {applicant}):
+        join(session, applicant, project, username, MemberRole.RESEARCHER, audited=False)
     audit.record(session, applicant, AuditAction.PROJECT_APPLIED, project=form.slug,
                  details={"datasets": project.requested_datasets, "members": [m.username for m in project.memberships]})
     return project
@@ -150,9 +183,7 @@ def approve(session: Session, steward: str, slug: str, *, approval_reference: st
     if project.status is not S.REQUESTED:
         raise WorkflowError(f"Project {slug} is {project.status.value}: it was decided already; "
                             "grant datasets to it with “projects grant” instead.")
-    if steward == project.applicant or any(m.username == steward for m in project.memberships):
-        raise PermissionDenied(f"{steward} is part of project {slug}, so another data steward must decide "
-                               "on it: no one approves their own application.")
+    require_independent(session, steward, project)
     if not approval_reference.strip():
         raise WorkflowError("An approval cites its reference (an ethics committee decision, say).")
     if ends_on < starts_on:
@@ -198,17 +229,41 @@ def set_status(session: Session, steward: str, slug: str, status: ProjectStatus,
 # --- members and grants ----------------------------------------------------------------------
 
 
+def join(session: Session, actor: str, project: Project, username: str, role: MemberRole,
+         audited: bool = True) -> Membership:
+    """Make ``username`` a member, with the record of it (when, by whom) in the membership history
+    and (unless the caller's own audit row names the members) one audit row."""
+    membership = Membership(project_slug=project.slug, username=username, role=role)
+    project.memberships.append(membership)
+    session.add(MembershipRecord(project_slug=project.slug, username=username, role=role.value,
+                                 added_at=dt.datetime.now(dt.UTC), added_by=actor))
+    session.flush()
+    if audited:
+        audit.record(session, actor, AuditAction.MEMBER_ADDED, project=project.slug,
+                     details={"user": username, "role": role.value})
+    return membership
+
+
+def leave(session: Session, actor: str, membership: Membership) -> None:
+    """End a membership; its record in the history stays, with when it ended and who ended it."""
+    for record in session.scalars(select(MembershipRecord).where(
+            MembershipRecord.project_slug == membership.project_slug,
+            MembershipRecord.username == membership.username, MembershipRecord.removed_at.is_(None))):
+        record.removed_at, record.removed_by = dt.datetime.now(dt.UTC), actor
+    session.delete(membership)
+    session.flush()
+    audit.record(session, actor, AuditAction.MEMBER_REMOVED, project=membership.project_slug,
+                 details={"user": membership.username})
+
+
 def add_member(session: Session, steward: str, slug: str, username: str,
                role: MemberRole = MemberRole.RESEARCHER) -> Membership:
     require_steward(session, steward)
     project, _ = _project(session, slug), _person(session, username)
+    require_independent(session, steward, project)
     if session.get(Membership, (slug, username)):
         raise WorkflowError(f"{username} is a member of {slug} already.")
-    membership = Membership(project_slug=slug, username=username, role=role)
-    project.memberships.append(membership)
-    session.flush()
-    audit.record(session, steward, AuditAction.MEMBER_ADDED, project=slug, details={"user": username, "role": role.value})
-    return membership
+    return join(session, steward, project, username, role)
 
 
 def remove_member(session: Session, steward: str, slug: str, username: str) -> None:
@@ -216,27 +271,36 @@ def remove_member(session: Session, steward: str, slug: str, username: str) -> N
     membership = session.get(Membership, (slug, username))
     if membership is None:
         raise WorkflowError(f"{username} is not a member of {slug}.")
-    session.delete(membership)
-    session.flush()
-    audit.record(session, steward, AuditAction.MEMBER_REMOVED, project=slug, details={"user": username})
+    leave(session, steward, membership)
 
 
 def add_grant(session: Session, steward: str, slug: str, dataset_slug: str, *, starts_on: dt.date,
-              ends_on: dt.date, approval_reference: str, audited: bool = True) -> Grant:
+              ends_on: dt.date, approval_reference: str, audited: bool = True,
+              version: str | None = None) -> Grant:
+    """Grant a project one version of a dataset (by default its newest)."""
     require_steward(session, steward)
     project = _project(session, slug)
+    require_independent(session, steward, project)
+    if not approval_reference.strip():
+        raise WorkflowError(NO_APPROVAL_REFERENCE)
     dataset = session.get(Dataset, dataset_slug)
     if dataset is None:
         raise WorkflowError(f"There is no dataset {dataset_slug}; `tre datasets list` lists them.")
     if ends_on < starts_on:
         raise WorkflowError(f"The grant would end ({ends_on}) before it starts ({starts_on}).")
-    grant = Grant(project_slug=slug, dataset_slug=dataset_slug, dataset_version=dataset.version,
+    version = version or dataset.version
+    registered = session.get(DatasetVersion, (dataset_slug, version))
+    if registered is None or registered.status is not VersionStatus.ACTIVE:
+        state = "not registered" if registered is None else registered.status.value
+        raise WorkflowError(f"Dataset {dataset_slug} {version} is {state}; grant an active version "
+                            "(`tre datasets show` lists them).")
+    grant = Grant(project_slug=slug, dataset_slug=dataset_slug, dataset_version=version,
                   starts_on=starts_on, ends_on=ends_on, approved_by=steward, approval_reference=approval_reference)
     project.grants.append(grant)
     session.flush()
     if audited:
         audit.record(session, steward, AuditAction.GRANT_ADDED, project=slug, details={
-            "dataset": dataset_slug, "version": dataset.version, "from": starts_on.isoformat(),
+            "dataset": dataset_slug, "version": version, "from": starts_on.isoformat(),
             "until": ends_on.isoformat(), "approval_reference": approval_reference})
     return grant
 
@@ -255,18 +319,27 @@ def revoke_grant(session: Session, steward: str, slug: str, dataset_slug: str, *
     return len(grants)
 
 
-def register_dataset(session: Session, steward: str, dataset: Dataset) -> Dataset:
-    """Add a dataset (or a new version of one) with the sha256 of its files, as found on disk."""
+def register_dataset(session: Session, steward: str, dataset: Dataset, manifest: Manifest,
+                     data_root: Path | None = None) -> Dataset:
+    """Add a dataset, or a new version of one beside the versions already there, with the
+    manifest of its whole tree; its files become read-only."""
     require_steward(session, steward)
-    existing = session.get(Dataset, dataset.slug)
-    if existing is not None and existing.version == dataset.version:
+    if session.get(DatasetVersion, (dataset.slug, dataset.version)) is not None:
         raise WorkflowError(f"Dataset {dataset.slug} {dataset.version} is registered already; "
                             "a changed dataset is registered as a new version.")
-    merged = session.merge(dataset)
-    session.flush()
+    existing = session.get(Dataset, dataset.slug)
+    if existing is not None:
+        for name in ("title", "description", "data_controller", "sensitivity", "version", "storage_path", "licence"):
+            value = getattr(dataset, name)
+            setattr(existing, name, "" if value is None else value)
+        if dataset.columns:  # the new version's columns and tags (datasets/column_tags.py)
+            existing.columns = dataset.columns
+        dataset = existing
+    record_version(session, dataset, manifest, steward, data_root)
     audit.record(session, steward, AuditAction.DATASET_REGISTERED, details={
-        "dataset": dataset.slug, "version": dataset.version, "files": dataset.file_hashes})
-    return merged
+        "dataset": dataset.slug, "version": dataset.version, "root_hash": manifest.root_hash,
+        "files": len(manifest.files), "bytes": manifest.byte_count, "rows": manifest.row_count})
+    return dataset
 
 
 def set_checker(session: Session, admin: str, username: str, accredited_until: dt.date | None) -> Person:

@@ -1,6 +1,6 @@
 """Run the egress review as the hub's managed service: ``python -m egress_review``.
 
-As the catalogue pages do (``datasets.hub_service``), it takes its address, prefix and OAuth
+As the catalogue pages do (``hub.service_runner``), it takes its address, prefix and OAuth
 client from the hub's environment and its database and folders from the ``TRE_*`` settings; it
 stops when the hub that started it is gone. Before listening it sweeps store files that no row
 names (a crash mid-submission leaves such orphans) and finishes any release a crash interrupted;
@@ -16,12 +16,12 @@ import secrets
 
 from jupyterhub.services.auth import HubOAuth
 
-from datasets.deployment import require_sound_deployment
-from datasets.hub_service import run_service
-from datasets.settings import TRESettings
+from tre_core.deployment import require_sound_deployment
+from hub.service_runner import run_service
+from tre_core.settings import TRESettings
 from egress_review import notify
 from egress_review.app import Site, make_app
-from egress_review.requests import Airlock, Limits
+from egress_review.logic import Airlock, Limits
 from egress_review.store import Store, create_once
 
 log = logging.getLogger("tre.egress")

@@ -3,8 +3,8 @@
 A request belongs to one project and one author; its files are grouped (each group says what the
 files are and which disclosure control was applied); each file, once submitted, is frozen by its
 sha256 in the service's store. A review is one checker's decision on one file; the request's state
-follows from the reviews through ``egress_review.requests``. The schema changes only through the
-Alembic migrations ``0004`` and ``0007`` (one release per request).
+follows from the reviews through ``egress_review.logic``. The schema changes only through the
+Alembic migrations ``0004``, ``0007`` (one release per request) and ``0009a`` (a Fail's override).
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ class Review(Base):
     reviewer: Mapped[str] = mapped_column(ForeignKey("people.username"))
     decision: Mapped[Decision] = mapped_column(_enum(Decision, 24))
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # Why the checker approves a file the automatic checks failed (``policies.check_override``).
+    override_reason: Mapped[str | None] = mapped_column(Text)
 
     file: Mapped[RequestFile] = relationship(back_populates="reviews")
 

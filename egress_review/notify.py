@@ -10,7 +10,7 @@ import smtplib
 from collections.abc import Callable
 from email.message import EmailMessage
 
-from datasets.settings import TRESettings
+from tre_core.settings import TRESettings
 
 
 def smtp_sender(host: str, port: int, sender: str, timeout: float = 10.0) -> Callable[[list[str], str, str], None]:

@@ -1,4 +1,4 @@
-"""Who may act on an export request, apart from what its state allows (``egress_review.workflow``).
+"""Who may act on an export request, apart from what its state allows (``egress_review.policies``).
 
 Pure functions of plain values, so the rules read in one place and are tested without a
 database. Each returns ``None`` when the act is allowed, or the refusal a person reads (what is
@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from egress_review.text import Message
+from egress_review.checks.i18n import Msg as M
 
 
 @dataclass(frozen=True)
 class Actor:
-    """A signed-in person as the rules see them: their projects (active memberships) and roles."""
+    """A signed-in person as the rules see them: the projects they may act for today, the projects
+    they are or were tied to, and their roles (all from ``datasets.access`` for a real person)."""
 
     username: str
     projects: frozenset[str] = frozenset()
@@ -24,8 +25,12 @@ class Actor:
     # every project the person is or was tied to, whatever its status: member now or once, or
     # applicant. A checker reviews none of them (a suspended project's member is no outsider).
     ties: frozenset[str] = frozenset()
+    # the catalogue's answer (``datasets.access.is_accredited_checker``) for the actor's day, when asked
+    accredited: bool | None = None
 
     def accredited_on(self, today: dt.date) -> bool:
+        if self.accredited is not None:
+            return self.accredited
         return self.checker_until is not None and today <= self.checker_until
 
 
@@ -38,7 +43,7 @@ class RequestFacts:
 
 def refusal_to_create(actor: Actor, project: str) -> str | None:
     if project not in actor.projects:
-        return Message.of("You are not an active member of project {project}; only its members export its "
+        return M("You are not an active member of project {project}; only its members export its "
                           "results. Pick one of your projects.", project=project)
     return None
 
@@ -46,10 +51,10 @@ def refusal_to_create(actor: Actor, project: str) -> str | None:
 def refusal_to_edit(actor: Actor, request: RequestFacts) -> str | None:
     """Adding, replacing, submitting and withdrawing are the author's, while still a member."""
     if actor.username != request.author:
-        return Message.of("Only the author of this request ({author}) may change, submit or withdraw it.",
+        return M("Only the author of this request ({author}) may change, submit or withdraw it.",
                           author=request.author)
     if request.project not in actor.projects:
-        return Message.of("You are no longer an active member of project {project}; ask a data steward.",
+        return M("You are no longer an active member of project {project}; ask a data steward.",
                           project=request.project)
     return None
 
@@ -57,14 +62,14 @@ def refusal_to_edit(actor: Actor, request: RequestFacts) -> str | None:
 def refusal_to_review(actor: Actor, request: RequestFacts, today: dt.date) -> str | None:
     """Reviewing and deciding (return, reject, release) are for checkers independent of the project."""
     if actor.checker_until is None:
-        return Message.of("Only output checkers review export requests.")
+        return M("Only output checkers review export requests.")
     if not actor.accredited_on(today):
-        return Message.of("Your output checker accreditation ended on {date}; ask an admin to renew it before "
+        return M("Your output checker accreditation ended on {date}; ask an admin to renew it before "
                           "reviewing.", date=actor.checker_until.isoformat())
     if actor.username == request.author:
-        return Message.of("You wrote this request: no one reviews their own request.")
+        return M("You wrote this request: no one reviews their own request.")
     if request.project in actor.projects | actor.ties:
-        return Message.of("You are a member of project {project}: its requests are reviewed by checkers from "
+        return M("You are a member of project {project}: its requests are reviewed by checkers from "
                           "outside the project.", project=request.project)
     return None
 
@@ -72,7 +77,7 @@ def refusal_to_review(actor: Actor, request: RequestFacts, today: dt.date) -> st
 def refusal_to_download(actor: Actor, request: RequestFacts) -> str | None:
     """Released results go to the project's researchers, never to checkers or other projects."""
     if request.project not in actor.projects:
-        return Message.of("Released files of project {project} go to its members only.", project=request.project)
+        return M("Released files of project {project} go to its members only.", project=request.project)
     return None
 
 

@@ -1,7 +1,8 @@
 """The release store: released files with a decision record signed by the service.
 
 The record (``decision.json``) says which request, which files with their sha256, the automatic
-check results, who reviewed and decided what, and when; ``decision.json.sig`` is its Ed25519
+check results, who reviewed and decided what, and when, with the written reason of any checker who
+overrode an automatic Fail; ``decision.json.sig`` is its Ed25519
 signature by the service's key, created once in the secrets folder with its public half beside it.
 ``verify_release`` proves a release folder is what the service wrote: signature and every digest.
 """
@@ -9,9 +10,11 @@ signature by the service's key, created once in the secrets folder with its publ
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from egress_review.store import create_once, partial_beside, sha256_of
+from egress_review.checks import strip
+from egress_review.models import ExportRequest, FileKind, Review
+from egress_review.store import create_once, partial_beside
+from tre_core.files import fsync_path
+from tre_core.hashing import sha256_of
 
 KEY_NAME = "egress_release_ed25519"
 RECORD = "decision.json"
@@ -69,13 +76,60 @@ def write_release(folder: Path, files: dict[str, Path], record: dict[str, Any], 
     _sync_folder_and_files(folder.parent)
 
 
+def record_of(request: ExportRequest, required: int, path_of: Callable[[str], Path],
+              stripped_folder: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The decision record of an approved request and its files (release name → path to copy):
+    who asked, each output file with its digest, checks and reviews, who released and when."""
+    outputs = [f for f in request.files if f.kind == FileKind.OUTPUT]
+    groups = {g.name: g for g in request.groups}
+    record = {
+        "request": request.id, "project": request.project_slug, "author": request.author,
+        "title": request.title, "submitted_at": _iso(request.submitted_at),
+        "released_by": request.decided_by, "approved_at": _iso(request.decided_at),
+        "reviews_required": required,
+        "files": [{"name": f.name, "path": f.path, "group": f.group_name, "sha256": f.sha256, "size": f.size,
+                   "context": groups[f.group_name].context, "controls": groups[f.group_name].controls,
+                   "checks": f.checks or [],
+                   "reviews": [review_entry(r) for r in f.reviews]} for f in outputs],
+    }
+    files = {f.name: path_of(f.sha256) for f in outputs}
+    for entry in record["files"]:
+        _strip_metadata(entry, files, stripped_folder)
+    return record, files
+
+
+def review_entry(review: Review) -> dict[str, Any]:
+    """A review as the record and the pages give it; a Fail's override with its reason when there is one."""
+    entry = {"reviewer": review.reviewer, "decision": review.decision.value, "at": _iso(review.at)}
+    if review.override_reason:
+        entry["override"] = review.override_reason
+    return entry
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _strip_metadata(entry: dict[str, Any], files: dict[str, Path], stripped_folder: Path) -> None:
+    """Release an image without its metadata (EXIF, text chunks): the record keeps both digests."""
+    source = files[entry["name"]]
+    data = source.read_bytes() if Path(entry["name"]).suffix.lower() in (".png", ".jpg", ".jpeg") else None
+    if data is None or (clean := strip.stripped(data, entry["name"])) == data:
+        return
+    digest = hashlib.sha256(clean).hexdigest()
+    target = stripped_folder / f"{digest}{Path(entry['name']).suffix.lower()}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_beside(target)
+        partial.write_bytes(clean)
+        partial.replace(target)
+    entry["released_sha256"], entry["metadata_stripped"] = digest, True
+    files[entry["name"]] = target
+
+
 def _sync_folder_and_files(folder: Path) -> None:
     for path in [*(p for p in folder.iterdir() if p.is_file()), folder]:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(path)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from egress_review.checks.tempnames import partial_beside, temporary_name
-from egress_review.text import Message
+from egress_review.checks.i18n import Msg as M
+from tre_core.files import fsync_path
+from tre_core.hashing import sha256_of
 
 CHUNK = 1024 * 1024
 # Seconds a store file must have lain unnamed before a sweep removes it: far longer than any
@@ -57,11 +59,11 @@ class Entry:
 
 def _components(relative: str) -> list[str]:
     if not relative or relative.startswith("/") or "\x00" in relative:
-        raise PathRefused(Message.of("“{path}” is not a path inside the project folder; name a file relative to "
+        raise PathRefused(M("“{path}” is not a path inside the project folder; name a file relative to "
                                      "/project, such as outputs/table.csv.", path=relative))
     parts = [part for part in relative.split("/") if part not in ("", ".")]
     if not parts or any(part == ".." for part in parts):
-        raise PathRefused(Message.of("“{path}” leaves the project folder (“..”); name a file inside /project.",
+        raise PathRefused(M("“{path}” leaves the project folder (“..”); name a file inside /project.",
                                      path=relative))
     return parts
 
@@ -70,11 +72,11 @@ def _open_dir(parent: int, name: str, shown: str) -> int:
     try:
         info = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
-        raise PathRefused(Message.of("There is no folder “{path}” in the project folder.", path=shown)) from None
+        raise PathRefused(M("There is no folder “{path}” in the project folder.", path=shown)) from None
     if stat.S_ISLNK(info.st_mode):
-        raise PathRefused(Message.of(LINK_REFUSED, path=shown))
+        raise PathRefused(M(LINK_REFUSED, path=shown))
     if not stat.S_ISDIR(info.st_mode):
-        raise PathRefused(Message.of("“{path}” is not a folder.", path=shown))
+        raise PathRefused(M("“{path}” is not a folder.", path=shown))
     return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
 
 
@@ -99,7 +101,7 @@ def open_workspace_file(root: Path, relative: str, max_bytes: int) -> Iterator[t
         try:
             info = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
         except FileNotFoundError:
-            raise PathRefused(Message.of("There is no file “{path}” in the project folder.", path=relative)) from None
+            raise PathRefused(M("There is no file “{path}” in the project folder.", path=relative)) from None
         _refuse_unless_plain(info, relative, max_bytes)
         fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
         try:
@@ -112,17 +114,17 @@ def open_workspace_file(root: Path, relative: str, max_bytes: int) -> Iterator[t
 
 def _refuse_unless_plain(info: os.stat_result, relative: str, max_bytes: int) -> None:
     if stat.S_ISLNK(info.st_mode):
-        raise PathRefused(Message.of(LINK_REFUSED, path=relative))
+        raise PathRefused(M(LINK_REFUSED, path=relative))
     if stat.S_ISDIR(info.st_mode):
-        raise PathRefused(Message.of("“{path}” is a folder; add the files in it one by one.", path=relative))
+        raise PathRefused(M("“{path}” is a folder; add the files in it one by one.", path=relative))
     if not stat.S_ISREG(info.st_mode):
-        raise PathRefused(Message.of("“{path}” is not a regular file (a device, pipe or socket); only files leave.",
+        raise PathRefused(M("“{path}” is not a regular file (a device, pipe or socket); only files leave.",
                                      path=relative))
     if info.st_nlink > 1:
-        raise PathRefused(Message.of("“{path}” is a hard link to another file (it could be a dataset's); save "
+        raise PathRefused(M("“{path}” is a hard link to another file (it could be a dataset's); save "
                                      "your result as a file of its own.", path=relative))
     if info.st_size > max_bytes:
-        raise PathRefused(Message.of("“{path}” is {size} bytes, over the limit of {limit} bytes per file; export "
+        raise PathRefused(M("“{path}” is {size} bytes, over the limit of {limit} bytes per file; export "
                                      "a smaller summary.", path=relative, size=info.st_size, limit=max_bytes))
 
 
@@ -170,7 +172,7 @@ class Store:
                     size += len(chunk)
                     if size > max_bytes:
                         temporary.unlink()
-                        raise PathRefused(Message.of("“{path}” grew over the limit of {limit} bytes while it was "
+                        raise PathRefused(M("“{path}” grew over the limit of {limit} bytes while it was "
                                                      "read.", path=relative, limit=max_bytes))
                     digest.update(chunk)
                     target.write(chunk)
@@ -255,17 +257,6 @@ def _writer_is_gone(name: str) -> bool:
     return False
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync_dir = fsync_path
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -20,9 +20,11 @@ def check(
     """Run the egress review's automatic disclosure checks on files, before submitting or to re-run them."""
     from egress_review.checks import CheckContext
     from egress_review.checks.cli import check_paths, render
-    from egress_review.checks.i18n import language_of
+    from tre_core.i18n import _messages
+    from egress_review.checks.i18n import language_of, use_catalogue
     from egress_review.checks.identifiers import IdentifierIndex
 
+    use_catalogue(_messages)  # on the hub, the platform's catalogue
     try:
         language = language_of(lang)
     except ValueError as wrong:
@@ -30,9 +32,9 @@ def check(
         raise typer.Exit(64) from None
     notes: list = []
     if project:
-        from datasets.settings import TRESettings
+        from tre_core.settings import TRESettings
         from egress_review.__main__ import airlock_from
-        from egress_review.requests import NotFound
+        from egress_review.errors import NotFound
 
         try:
             notes, context = airlock_from(TRESettings()).check_context_of(project)

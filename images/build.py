@@ -26,6 +26,8 @@ import docker
 import requests
 from docker.errors import APIError, ImageNotFound
 
+from tre_core import labels as tre_labels
+
 IMAGES_DIR = Path(__file__).resolve().parent
 BASE_REPOSITORY, BASE_TAG = "debian", "bookworm-slim"
 BASE_IMAGE = f"{BASE_REPOSITORY}:{BASE_TAG}"
@@ -278,7 +280,7 @@ def shared_sources(name: str) -> dict[str, Path]:
     checks = Path(spec.submodule_search_locations[0])
     # and the catalogue of their French words (egress_review/checks/i18n.py reads it there)
     return {"tre_check/egress_review/checks": checks,
-            "tre_check/egress_review/locale": checks.parents[1] / "datasets" / "locale"}
+            "tre_check/egress_review/locale": checks.parents[1] / "tre_core" / "locale"}
 
 
 def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
@@ -368,8 +370,8 @@ def _build_stream(client: docker.DockerClient, name: str, ca_bundle: Path | None
     return client.api.build(
         fileobj=build_context(name, ca_bundle), custom_context=True,
         tag=tag, decode=True, rm=True, forcerm=True, pull=False, nocache=no_cache,
-        labels={"tre.managed": "true", "tre.image": name,
-                **({"tre.base": build_args["BASE"]} if build_args.get("BASE") else {})},
+        labels={tre_labels.MANAGED: "true", tre_labels.IMAGE: name,
+                **({tre_labels.BASE: build_args["BASE"]} if build_args.get("BASE") else {})},
         # predefined proxy arguments: used by RUN steps, kept out of the image and its history
         buildargs={**{k: v for k in PROXY_VARIABLES if (v := os.environ.get(k))}, **build_args},
     )

@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import docker
 
+from tre_core import labels as tre_labels
+
 VENV_PIP = "/opt/tre-venv/bin/pip"
 SEPARATOR = "----tre-sbom-dpkg----"
 # The default format of dpkg-query -W, written out so that the output does not depend on it.
@@ -92,7 +94,7 @@ def read_inventory(client: docker.DockerClient, image_id: str, name: str, *,
     and return the SBOM; the container is removed whatever happens."""
     container = client.containers.create(
         image_id, entrypoint=["/bin/sh", "-c"], command=[INVENTORY_SCRIPT], network_disabled=True,
-        read_only=True, labels={"tre.managed": "true", "tre.component": "sbom", **(labels or {})},
+        read_only=True, labels={tre_labels.MANAGED: "true", tre_labels.COMPONENT: "sbom", **(labels or {})},
     )
     try:
         container.start()

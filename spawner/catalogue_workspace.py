@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 from docker import errors as docker_errors
 from tornado import web
-from traitlets import Float, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from datasets import audit
+from datasets.access import AccessRefused, Refusal, WorkspaceAccess, workspace_access
 from datasets.audit import AuditAction
-from datasets.catalogue import AccessRefused, Refusal, WorkspaceAccess, workspace_access
-from datasets.db import session_scope
-from datasets.i18n import negotiate, translate
+from datasets.accreditation import require_accredited
 from datasets.images import WorkspaceImage, workspace_image
 from datasets.integrity import DatasetIntegrityError, verify_dataset_folder
 from datasets.messages import explain
-from spawner import docker_adapter
-from spawner.plan import WorkspacePlan, dataset_source, make_workspace_plan
+from datasets.quotas import StorageQuotas, size_bytes
+from spawner import docker_adapter, storage
+from spawner.plan import WorkspacePlan, dataset_source, make_workspace_plan, package_index_env
+from tre_core.db import session_scope
+from tre_core.i18n import negotiate, translate
 
 
 class WorkspaceRefused(web.HTTPError):
@@ -57,8 +61,43 @@ class CatalogueWorkspace(LoggingConfigurable):
     default_mem_limit = Unicode("2G", help="Memory limit when the project sets none.").tag(config=True)
     default_cpu_limit = Float(1.0, help="CPU limit when the project sets none.").tag(config=True)
     pids_limit = Integer(512, help="Most processes a workspace may run at once.").tag(config=True)
+    read_max_bytes = Integer(5 * 1024**2, help="Largest file whose content the workspace shows in the browser "
+                                               "(TRE_READ_MAX_BYTES in the workspace).").tag(config=True)
+    start_threads = Integer(
+        16, help="Worker threads shared by every start and stop of the hub for their catalogue reads, "
+                 "integrity checks, folder preparation and Docker calls. DockerSpawner's own pool has one "
+                 "thread, so each start waited for every other start's checks.",
+    ).tag(config=True)
+
+    project_quota = Unicode("10G", help="Size of /project when the catalogue sets none for the project.").tag(config=True)
+    home_quota = Unicode("2G", help="Size of each member's home when the catalogue sets none.").tag(config=True)
+    tmp_quota = Unicode("1G", help="Size of a workspace's /tmp (tmpfs) when the catalogue sets none.").tag(config=True)
+    storage_preallocate = Bool(True, help="Reserve each quota's blocks on the host when its filesystem is made.").tag(config=True)
+    storage_reserve = Unicode("5G", help="Free space on the host that no workspace storage may take.").tag(config=True)
+    # /project and the homes as loop-mounted filesystems on this host (spawner/storage.py); a swarm's
+    # workspaces run on other hosts, where only /tmp's size applies.
+    mounts_quota_volumes: ClassVar[bool] = True
+    package_index_port = Integer(
+        0, help="Port of the TRE's package index (package_index) where workspaces reach the hub (their "
+                "network's gateway, or the hub's container on a swarm); every workspace's pip uses it and "
+                "no other index. 0: no index configured.",
+    ).tag(config=True)
 
     plan: WorkspacePlan | None = None
+    # One pool for the hub process, made by the first spawner that needs it, sized by its trait.
+    _start_pool: ClassVar[ThreadPoolExecutor | None] = None
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """Replaces DockerSpawner's single-thread executor (its ``docker()`` calls use this too)."""
+        if CatalogueWorkspace._start_pool is None:
+            CatalogueWorkspace._start_pool = ThreadPoolExecutor(self.start_threads, thread_name_prefix="tre-start")
+        return CatalogueWorkspace._start_pool
+
+    @default("client_kwargs")
+    def _default_client_kwargs(self):
+        # one connection to the engine per thread, or urllib3 drops the extra ones after each call
+        return {"max_pool_size": self.start_threads}
 
     @property
     def language(self) -> str:
@@ -69,6 +108,7 @@ class CatalogueWorkspace(LoggingConfigurable):
         """Who may see what, and which image: both from the catalogue, in one read."""
         with session_scope(self.catalogue_url) as session:
             access = workspace_access(session, self.user.name, self.name, dt.date.today())
+            require_accredited(session, self.user.name, dt.date.today())
             return access, workspace_image(session, self.name)
 
     def _check_image_present(self, image: WorkspaceImage) -> None:
@@ -84,8 +124,8 @@ class CatalogueWorkspace(LoggingConfigurable):
 
     def _verify_datasets(self, access: WorkspaceAccess) -> None:
         for dataset in access.datasets:
-            verify_dataset_folder(dataset.slug, Path(self.data_root), dataset_source(Path(self.data_root), dataset.storage_path),
-                                  dict(dataset.file_hashes))
+            verify_dataset_folder(dataset.slug, Path(self.data_root),
+                                  dataset_source(Path(self.data_root), dataset.storage_path), dataset.files)
 
     async def _in_pool(self, function, *args):
         return await asyncio.wrap_future(self.executor.submit(function, *args))
@@ -136,19 +176,33 @@ class CatalogueWorkspace(LoggingConfigurable):
             default_cpu_limit=self.default_cpu_limit,
             pids_limit=self.pids_limit,
             ui_language=self.language,
+            read_max_bytes=self.read_max_bytes,
+            quotas=StorageQuotas.of(access.project_quota, access.home_quota, access.tmp_quota, StorageQuotas(
+                size_bytes(self.project_quota), size_bytes(self.home_quota), size_bytes(self.tmp_quota))),
         )
         try:
             await self._in_pool(self._verify_datasets, access)
         except DatasetIntegrityError as error:
-            refusal = AccessRefused(Refusal.DATASET_INTEGRITY, dataset=error.dataset, problem=error.problem)
+            refusal = AccessRefused(Refusal.DATASET_INTEGRITY, dataset=error.dataset, problem=error.problem,
+                                    stewards=access.stewards)
             raise await self.refuse(refusal, error) from None
         await self.check_site()
+        if self.mounts_quota_volumes:
+            await self._mount_storage(plan)
         try:
             await self._in_pool(docker_adapter.prepare_directories, plan)
         except docker_adapter.UnsafeWorkspaceFolder as error:
             refusal = AccessRefused(Refusal.UNSAFE_FOLDER, project=access.project, folder=error.folder)
             raise await self.refuse(refusal, error) from None
         return access, image, plan
+
+    async def _mount_storage(self, plan: WorkspacePlan) -> None:
+        try:
+            await self._in_pool(lambda: storage.ensure_volumes(
+                plan.quota_volumes, preallocate=self.storage_preallocate, reserve=size_bytes(self.storage_reserve)))
+        except storage.StorageRefused as error:
+            refusal = AccessRefused(Refusal.STORAGE_UNAVAILABLE, project=plan.project, problem=str(error))
+            raise await self.refuse(refusal, error) from None
 
     async def audit_start(self, access: WorkspaceAccess, image: WorkspaceImage, plan: WorkspacePlan,
                           **where: object) -> None:
@@ -173,6 +227,13 @@ class CatalogueWorkspace(LoggingConfigurable):
         if state.get("Running"):
             return {}
         return {"exit_code": state.get("ExitCode"), "oom_killed": bool(state.get("OOMKilled"))}
+
+    def with_package_index(self, env: dict[str, str], host: str | None) -> dict[str, str]:
+        """``env`` plus pip's settings for the package index at ``host``. The index knows the
+        workspace by this start's own token, so they are added here rather than in the plan."""
+        if self.package_index_port and host:
+            env.update(package_index_env(host, self.package_index_port, self.api_token))
+        return env
 
     def get_state(self):
         state = super().get_state()

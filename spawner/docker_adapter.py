@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,21 @@ import docker
 from docker.errors import APIError, NotFound
 
 from spawner.plan import NetworkPlan, WorkspacePlan
+from tre_core import labels as tre_labels
+
+
+_network_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
 def ensure_network(client: docker.APIClient, network: NetworkPlan) -> str:
-    """Create the project's network if missing; return its gateway address (the host's side)."""
+    """Create the project's network if missing; return its gateway address (the host's side).
+    Starts of one project run in parallel threads: one creates, the others wait and find it
+    (Docker refuses a second create of the same bridge with a 403, not a 409)."""
+    with _network_locks[network.name]:
+        return _ensure_network(client, network)
+
+
+def _ensure_network(client: docker.APIClient, network: NetworkPlan) -> str:
     try:
         info = client.inspect_network(network.name)
     except NotFound:
@@ -31,7 +44,7 @@ def ensure_network(client: docker.APIClient, network: NetworkPlan) -> str:
             if exc.status_code != 409:  # another spawn of the same project created it first
                 raise
         info = client.inspect_network(network.name)
-    if info.get("Labels", {}).get("tre.managed") != "true":
+    if not tre_labels.is_managed(info.get("Labels")):
         raise RuntimeError(
             f"Docker network {network.name} exists but was not created by the TRE; "
             "remove or rename it, then start the workspace again."

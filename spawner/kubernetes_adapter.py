@@ -46,7 +46,8 @@ from kubernetes.client import (
     V1VolumeResourceRequirements,
 )
 
-from spawner.plan import LABEL_PREFIX, Mount, WorkspacePlan
+from spawner.plan import Mount, WorkspacePlan
+from tre_core import labels as tre_labels
 
 # Z2JH's hub NetworkPolicy admits pods carrying this label to the hub's API port.
 HUB_ACCESS_LABEL = "hub.jupyter.org/network-access-hub"
@@ -114,14 +115,13 @@ def selector_labels(instance: str, project: str) -> dict[str, str]:
     for value in (instance, project):
         if not _is_label_value(value):
             raise ValueError(f"{value!r} cannot be a Kubernetes label value; rename the instance or project")
-    return {f"{LABEL_PREFIX}managed": "true", f"{LABEL_PREFIX}instance": instance,
-            f"{LABEL_PREFIX}component": "workspace", f"{LABEL_PREFIX}project": project}
+    return tre_labels.object_labels(instance, tre_labels.WORKSPACE, project=project)
 
 
 def pod_metadata(plan: WorkspacePlan, site: KubernetesSite) -> V1ObjectMeta:
     """The plan's labels: those Kubernetes accepts as label values become labels (selectable);
     all are annotations too, since the dataset list and image digest are not valid label values."""
-    instance = plan.labels[f"{LABEL_PREFIX}instance"]
+    instance = plan.labels[tre_labels.INSTANCE]
     labels = {key: value for key, value in plan.labels.items() if _is_label_value(value)}
     labels.update(selector_labels(instance, plan.project))
     labels[HUB_ACCESS_LABEL] = "true"
@@ -246,17 +246,14 @@ def _peer(labels: Mapping[str, str]) -> V1NetworkPolicyPeer:
 
 
 def _policy_meta(name: str, instance: str, site: KubernetesSite, **extra: str) -> V1ObjectMeta:
-    labels = {f"{LABEL_PREFIX}managed": "true", f"{LABEL_PREFIX}instance": instance,
-              f"{LABEL_PREFIX}component": "network-policy"}
-    labels.update({f"{LABEL_PREFIX}{k}": v for k, v in extra.items()})
+    labels = tre_labels.object_labels(instance, "network-policy", **extra)
     return V1ObjectMeta(name=name, namespace=site.namespace, labels=labels)
 
 
 def default_deny_policy(instance: str, site: KubernetesSite) -> V1NetworkPolicy:
     """Every workspace pod of the installation: no traffic in or out unless a project's policy
     allows it. Policies add up, so this stays a wall even where a project's policy is missing."""
-    selector = {f"{LABEL_PREFIX}managed": "true", f"{LABEL_PREFIX}instance": instance,
-                f"{LABEL_PREFIX}component": "workspace"}
+    selector = tre_labels.object_labels(instance, tre_labels.WORKSPACE)
     return V1NetworkPolicy(
         api_version="networking.k8s.io/v1", kind="NetworkPolicy",
         metadata=_policy_meta(dns_label(f"tre-{instance}-workspaces-deny-all"), instance, site),
@@ -269,7 +266,7 @@ def project_policy(plan: WorkspacePlan, site: KubernetesSite) -> V1NetworkPolicy
     """The project's workspace pods: reached only by the hub and the proxy on the notebook port,
     reaching only the hub's API port. No DNS: KubeSpawner hands the hub's address as an IP.
     No rule names another workspace pod, so projects (and members) never reach each other."""
-    instance = plan.labels[f"{LABEL_PREFIX}instance"]
+    instance = plan.labels[tre_labels.INSTANCE]
     return V1NetworkPolicy(
         api_version="networking.k8s.io/v1", kind="NetworkPolicy",
         metadata=_policy_meta(dns_label(f"tre-{instance}-{plan.project}"), instance, site, project=plan.project),
@@ -289,7 +286,7 @@ def project_policy(plan: WorkspacePlan, site: KubernetesSite) -> V1NetworkPolicy
 def network_policies(plan: WorkspacePlan, site: KubernetesSite) -> list[V1NetworkPolicy]:
     """Both policies a workspace needs before its pod starts: the installation's deny-all and
     its project's allowances."""
-    return [default_deny_policy(plan.labels[f"{LABEL_PREFIX}instance"], site), project_policy(plan, site)]
+    return [default_deny_policy(plan.labels[tre_labels.INSTANCE], site), project_policy(plan, site)]
 
 
 def make_claim(name: str, size: str, site: KubernetesSite, *, read_only: bool) -> V1PersistentVolumeClaim:
@@ -298,7 +295,7 @@ def make_claim(name: str, size: str, site: KubernetesSite, *, read_only: bool) -
     return V1PersistentVolumeClaim(
         api_version="v1", kind="PersistentVolumeClaim",
         metadata=V1ObjectMeta(name=name, namespace=site.namespace,
-                              labels={f"{LABEL_PREFIX}managed": "true", f"{LABEL_PREFIX}component": "storage"}),
+                              labels={tre_labels.MANAGED: "true", tre_labels.COMPONENT: "storage"}),
         spec=V1PersistentVolumeClaimSpec(
             access_modes=["ReadOnlyMany" if read_only else "ReadWriteMany"],
             storage_class_name=site.storage_class,

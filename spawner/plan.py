@@ -10,11 +10,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from datasets.catalogue import WorkspaceAccess
+from datasets.access import WorkspaceAccess
+from datasets.quotas import StorageQuotas, home_folder, shared_folder, storage_folder
+from tre_core.labels import bridge_name, bridge_prefix, object_labels  # noqa: F401 - bridge_prefix is this module's too
 
 WORKSPACE_UID = 1000
 WORKSPACE_GID = 100
-LABEL_PREFIX = "tre."
 
 
 class UnsafeStoragePath(ValueError):
@@ -26,6 +27,16 @@ class Mount:
     source: Path  # on the host
     target: PurePosixPath  # in the workspace
     read_only: bool
+
+
+@dataclass(frozen=True)
+class QuotaVolume:
+    """A filesystem of exactly ``size`` bytes, kept in ``image`` and mounted at ``folder`` on the
+    host before the workspace starts: writing past it is "No space left on device" (ENOSPC)."""
+
+    folder: Path
+    image: Path
+    size: int
 
 
 @dataclass(frozen=True)
@@ -75,31 +86,13 @@ class WorkspacePlan:
     # (slug, version) of each dataset mounted: where datasets sit on some hosts only (a swarm),
     # the engine places the workspace on a host holding exactly these versions.
     dataset_versions: tuple[tuple[str, str], ...] = ()
+    # /project and the home as filesystems of their quota's size; the host side makes and mounts
+    # them (spawner/storage.py) before the folders are prepared. Empty: plain folders, no quota.
+    quota_volumes: tuple[QuotaVolume, ...] = ()
 
     @property
     def dataset_mounts(self) -> tuple[Mount, ...]:
         return tuple(m for m in self.mounts if m.target.parent == PurePosixPath("/data"))
-
-
-def object_labels(instance: str, component: str, **extra: str) -> dict[str, str]:
-    """Labels carried by every Docker object the TRE creates, so it finds (and removes) its own."""
-    labels = {f"{LABEL_PREFIX}managed": "true", f"{LABEL_PREFIX}instance": instance,
-              f"{LABEL_PREFIX}component": component}
-    labels.update({f"{LABEL_PREFIX}{key}": value for key, value in extra.items()})
-    return labels
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:6]
-
-
-def bridge_prefix(instance: str) -> str:
-    """``tre`` and six hex digits of the installation: every project bridge of it starts so."""
-    return f"tre{_short_hash(instance)}"
-
-
-def bridge_name(instance: str, project: str) -> str:
-    return f"{bridge_prefix(instance)}{_short_hash(project)}"  # 15 characters, Linux's limit
 
 
 def project_network(instance: str, project: str) -> NetworkPlan:
@@ -137,6 +130,8 @@ def make_workspace_plan(
     default_cpu_limit: float,
     pids_limit: int = 512,
     ui_language: str = "en",
+    read_max_bytes: int = 5 * 1024**2,
+    quotas: StorageQuotas | None = None,
 ) -> WorkspacePlan:
     """The workspace of ``access.username`` in ``access.project``, as the catalogue allows it today.
 
@@ -145,10 +140,17 @@ def make_workspace_plan(
 
     Only the project's datasets in force are mounted, each read-only under ``/data/<slug>``;
     ``/project`` is shared read-write by the project's members; the home is per user and project.
+    With ``quotas``, each is a filesystem of its quota's size and ``/tmp`` a tmpfs of its own.
     """
-    project_dir = workspaces_root / access.project
-    home_source = project_dir / "homes" / access.username
-    shared_source = project_dir / "shared"
+    home_source = home_folder(workspaces_root, access.project, access.username)
+    shared_source = shared_folder(workspaces_root, access.project)
+    quota_volumes: tuple[QuotaVolume, ...] = ()
+    hardening = Hardening(pids_limit=pids_limit)
+    if quotas is not None:
+        images = storage_folder(workspaces_root, access.project)
+        quota_volumes = (QuotaVolume(shared_source, images / "shared.ext4", quotas.project),
+                         QuotaVolume(home_source, images / f"home-{access.username}.ext4", quotas.home))
+        hardening = Hardening(pids_limit=pids_limit, tmpfs=(("/tmp", f"rw,nosuid,nodev,size={quotas.tmp}"),))
     home = PurePosixPath("/home") / access.username
     mounts = tuple(
         Mount(dataset_source(data_root, d.storage_path), PurePosixPath("/data") / d.slug, read_only=True)
@@ -177,12 +179,31 @@ def make_workspace_plan(
             "TRE_PROJECT": access.project,
             "TRE_DATASETS": ",".join(d.slug for d in access.datasets),
             "TRE_UI_LANGUAGE": ui_language,
+            # the workspace's server shows no file larger than this in the browser (tre_file_reads)
+            "TRE_READ_MAX_BYTES": str(read_max_bytes),
         },
         labels=labels,
         mem_limit=access.mem_limit or default_mem_limit,
         cpu_limit=access.cpu_limit or default_cpu_limit,
-        hardening=Hardening(pids_limit=pids_limit),
+        hardening=hardening,
         writable_root=workspaces_root,
         writable_dirs=(shared_source, shared_source / "outputs", home_source),
         dataset_versions=tuple((d.slug, d.version) for d in access.datasets),
+        quota_volumes=quota_volumes,
     )
+
+
+def package_index_env(gateway: str, port: int, token: str) -> dict[str, str]:
+    """pip's settings in a workspace: the TRE's package index on the project network's gateway,
+    and no other. The start's own JupyterHub token is the password, so the index knows which
+    workspace (and so which project and policy) asks; it changes at every start, so it lives in
+    the environment rather than in a pip.conf in the (persistent) home."""
+    index = f"http://{gateway}:{port}"
+    return {
+        "PIP_INDEX_URL": f"http://workspace:{token}@{gateway}:{port}/simple/",
+        # plain HTTP on the project's own bridge, which no other machine sees: pip must be told
+        "PIP_TRUSTED_HOST": f"{gateway}:{port}",
+        "PIP_NO_INPUT": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "TRE_PACKAGE_INDEX_URL": index,
+    }

@@ -1,7 +1,7 @@
 """ProjectSpawner: DockerSpawner for one workspace per (user, approved project).
 
 The server name is the project's slug (``/user/<user>/<project>/``). At each start the catalogue
-decides what the workspace may hold (``datasets.catalogue.workspace_access``), a pure function
+decides what the workspace may hold (``datasets.access.workspace_access``), a pure function
 turns that into a ``WorkspacePlan``, and ``docker_adapter`` applies it. A refusal reaches the
 browser in its own language and says what to do.
 
@@ -23,16 +23,16 @@ from urllib.parse import urlparse
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Float, Integer, default
+from traitlets import Callable, Float, Integer, default
 
+from datasets.access import AccessRefused, Refusal
 from datasets.audit import AuditAction
-from datasets.catalogue import AccessRefused, Refusal
-from datasets.i18n import translate
 from datasets.messages import explain
-from spawner import docker_adapter, firewall
+from spawner import docker_adapter
 from spawner.catalogue_workspace import IMAGE_CHOSEN_BY_CATALOGUE, CatalogueWorkspace, WorkspaceRefused
 from spawner.plan import WorkspacePlan
 from spawner.start_queue import StartQueue, Ticket, TicketState
+from tre_core.i18n import translate
 
 __all__ = ["IMAGE_CHOSEN_BY_CATALOGUE", "ProjectSpawner", "WorkspaceRefused", "WorkspaceStartTimedOut"]
 
@@ -60,9 +60,12 @@ SLOT_TIMED_OUT = ("Your workspace did not start within {seconds} s of its turn. 
 
 
 class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
-    firewall_hub_port = Integer(
-        0, help="When set, the hub's port that the host firewall (spawner.firewall) lets workspaces "
-                "reach: no workspace starts unless those rules are in place. 0 checks nothing.",
+    firewall_in_place = Callable(
+        None, allow_none=True,
+        help="A function of the instance's name, asked (in a worker thread) before every start: whether "
+             "the host firewall around the workspaces is in place; no workspace starts while it says "
+             "no. jupyterhub_config.py sets the host firewall's check (hub.firewall.guard with "
+             "the hub's and the package index's ports). None checks nothing.",
     ).tag(config=True)
     concurrent_starts = Integer(
         help="Workspace starts under way at once, for the whole hub; the others wait in line, first "
@@ -108,8 +111,7 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
         return queue
 
     async def check_site(self) -> None:
-        if self.firewall_hub_port and not await self._in_pool(firewall.is_installed, self.instance,
-                                                               self.firewall_hub_port):
+        if self.firewall_in_place is not None and not await self._in_pool(self.firewall_in_place, self.instance):
             self.log.error("Refused workspace %s/%s: the host firewall rules of instance %s are missing",
                            self.user.name, self.name, self.instance)
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason=Refusal.FIREWALL_MISSING.value)
@@ -185,6 +187,9 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
             # the hub ends this generator when the start ends; the timeout covers a new ticket
             await queue.changed(timeout=1)
 
+    def get_env(self):
+        return self.with_package_index(super().get_env(), getattr(self, "_gateway", None))
+
     async def start_object(self):
         await super().start_object()
         if self.plan is None:  # DockerSpawner restarting a container it found: nothing planned
@@ -231,6 +236,7 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
         self.extra_create_kwargs = docker_adapter.create_kwargs(plan)
         self.extra_host_config = docker_adapter.host_config(plan, hub_gateway)
         self.environment = dict(plan.env)
+        self._gateway = hub_gateway
         self.notebook_dir = str(plan.working_dir)
         # The workspace reaches the hub through its own network's gateway, nothing else.
         self.hub_connect_url = f"http://{hub_gateway}:{urlparse(self.hub.api_url).port}"

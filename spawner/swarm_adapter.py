@@ -21,7 +21,7 @@ What a service cannot ask for on Docker 20.10, and what covers it instead:
 - ``memswap_limit`` (no swap beyond the memory limit): nodes run without swap;
 - the tmpfs mount options: a service's tmpfs takes only a size and a mode; the engine mounts it
   ``nosuid,nodev,noexec``, stricter than the single host's ``/tmp`` (no programs run from it);
-- the host firewall of the single-host set-up (``spawner.firewall``) has no counterpart: an
+- the host firewall of the single-host set-up (``hub.firewall``) has no counterpart: an
   internal overlay network has no gateway interface on any host, so there is nothing to filter.
 """
 
@@ -37,6 +37,7 @@ from docker.errors import APIError, NotFound
 from docker.types import DNSConfig, Mount, Resources, RestartPolicy
 
 from spawner.plan import NetworkPlan, WorkspacePlan
+from tre_core import labels as tre_labels
 
 # What a node label (and a constraint's value) may hold: Swarm splits constraints on operators
 # and trims spaces, so anything else would change the meaning of the expression.
@@ -211,8 +212,8 @@ def ensure_overlay_network(client: docker.APIClient, network: NetworkPlan, site:
         info = client.inspect_network(network.name)
     info = _allocated(client, network.name, info)
     problems = []
-    if info.get("Labels", {}).get("tre.managed") != "true":
-        problems.append("not labelled tre.managed=true")
+    if not tre_labels.is_managed(info.get("Labels")):
+        problems.append(f"not labelled {tre_labels.MANAGED}=true")
     if info.get("Driver") != "overlay" or bool(info.get("Internal")) != network.internal:
         problems.append(f"driver {info.get('Driver')}, internal {info.get('Internal')}")
     if site.encrypted_network and "encrypted" not in (info.get("Options") or {}):

@@ -20,16 +20,19 @@ from docker.errors import APIError, NotFound
 from dockerspawner import SwarmSpawner
 from traitlets import Bool, Float, List, Unicode, default
 
-from datasets.catalogue import AccessRefused, Refusal
+from datasets.access import AccessRefused, Refusal
 from spawner import swarm_adapter
 from spawner.catalogue_workspace import CatalogueWorkspace
 from spawner.swarm_adapter import ServiceParameters, SwarmSite
+from tre_core import labels as tre_labels
 
 # Task states in which the swarm is still finding a node or preparing it.
 WAITING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 
 
 class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
+    # the workspace runs on another node: no loop-mounted quota filesystems here, /tmp's size only
+    mounts_quota_volumes = False
     dataset_label_prefix = Unicode(
         "tre.dataset.", help="Node label prefix: a node holding dataset <slug> at version <v> carries "
                              "the label <prefix><slug>=<v>.").tag(config=True)
@@ -106,6 +109,10 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
         if self.hub_container:
             self.hub_connect_url = f"http://{self.hub_container}:{urlparse(self.hub.api_url).port}"
 
+    def get_env(self):
+        # the index runs beside the hub in its container, which sits on every project network
+        return self.with_package_index(super().get_env(), self.hub_container or None)
+
     def _join_hub(self, network: str) -> None:
         """Attach the hub's container to the project's network, once: the project's second
         workspace finds it attached already."""
@@ -163,8 +170,7 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
         """Once no workspace service of this installation uses the project's network, the hub's
         container leaves it and the network goes (the hub's own attachment would otherwise keep
         it in use for ever)."""
-        services = self.client.services(filters={"label": [f"tre.instance={self.instance}",
-                                                            "tre.component=workspace"]})
+        services = self.client.services(filters={"label": tre_labels.workspaces_filter(self.instance)})
         try:
             network_id = self.client.inspect_network(name)["Id"]
         except NotFound:

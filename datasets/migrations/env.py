@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run against the URL that ``datasets.db.alembic_config`` sets."""
+"""Alembic environment: migrations run against the URL that ``tre_core.db.alembic_config`` sets."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool

@@ -92,6 +92,7 @@ DESCRIPTIONS: dict[str, str] = {
     "zeros": "Zeros: a zero count discloses that nobody in the group has the attribute.",
     "negative": "Negative values: counts cannot be negative; a checker must see what they are.",
     "statistics": "Statistics without counts: means or sums whose number of contributors is unknown.",
+    "formula": "Formulas: cells a spreadsheet would run (starting with =, @, + or - followed by text).",
     "rounding": "Rounding: whether every count is a multiple of 5 or 10.",
     "microdata": "Row-level data: many rows with identifiers, dates of birth, exact dates or free text.",
     "differencing": "Differencing: subtracting this table from one released earlier reveals a small group.",

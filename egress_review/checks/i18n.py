@@ -5,17 +5,19 @@ project) and its parameters. A result keeps both, so the egress pages say it in 
 language and ``tre check`` in the terminal's, long after the check ran; the English text is kept
 too, for results stored before (they are shown as they are) and for logs.
 
-The French comes from ``datasets/locale/fr/LC_MESSAGES/tre.po``, the catalogue the pages use. The
-package must run without ``datasets`` (in the workspace image, where ``images/build.py`` copies the
-catalogue next to it as ``egress_review/locale``), so the ``.po`` file is read here with a small
-reader of the subset Babel writes (no plural forms, no contexts), checked against Babel by the tests.
+The French comes from the platform's gettext catalogue (``tre_core/locale/fr/LC_MESSAGES/tre.po``),
+through the platform's own reader wherever the platform is there: the egress service and the hub's
+``tre check`` plug it in (``use_catalogue``). The package also runs alone, in the workspace image
+(``images/build.py`` copies the same ``.po`` next to it as ``egress_review/locale``), where only
+that one file is read, with a small reader of the subset Babel writes (no plural forms, no
+contexts), checked against Babel by the tests.
 """
 
 from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,8 @@ from typing import Any
 LANGUAGES = ("en", "fr")
 DEFAULT_LANGUAGE = "en"
 _HERE = Path(__file__).resolve().parent
-# In the image: egress_review/locale, copied there at build; in the repository: datasets/locale.
-LOCALE_DIRS = (_HERE.parent / "locale", _HERE.parents[1] / "datasets" / "locale")
+# In the image: egress_review/locale, copied there at build; in the repository: tre_core/locale.
+LOCALE_DIRS = (_HERE.parent / "locale", _HERE.parents[1] / "tre_core" / "locale")
 
 
 class Msg(str):
@@ -101,11 +103,30 @@ def said_param(found: Mapping[str, Any], name: str, language: str) -> str:
     return str((found.get("details") or {}).get(name, ""))
 
 
-@lru_cache(maxsize=None)
-def catalogue(language: str) -> dict[str, str]:
+# Where the translations come from: the platform's gettext catalogue when the checks run inside the
+# platform (the egress service and the hub's ``tre check`` plug it in with ``use_catalogue``, so
+# every page and refusal is said through one mechanism); the package's own reading of the same
+# ``.po`` file only in the workspace image, where the checks run alone.
+_platform_catalogue: Callable[[str], Mapping[str, str]] | None = None
+
+
+def use_catalogue(messages: Callable[[str], Mapping[str, str]]) -> None:
+    """Say every message through the platform's catalogue (``language -> {msgid: translation}``)."""
+    global _platform_catalogue
+    _platform_catalogue = messages
+
+
+def catalogue(language: str) -> Mapping[str, str]:
     """The translated, non-fuzzy messages of ``language`` (empty for English)."""
     if language == DEFAULT_LANGUAGE:
         return {}
+    if _platform_catalogue is not None:
+        return _platform_catalogue(language)
+    return _own_catalogue(language)
+
+
+@lru_cache(maxsize=None)
+def _own_catalogue(language: str) -> dict[str, str]:
     for folder in LOCALE_DIRS:
         path = folder / language / "LC_MESSAGES" / "tre.po"
         if path.is_file():

@@ -89,9 +89,15 @@ class IdentifierIndex:
         import pyarrow.parquet as pq
 
         parts: list[pa.Array] = []
+        held = 0
         for path, columns in sources:
             for name in columns:
-                parts.extend(_column_forms(pq.read_table(path, columns=[name]).column(name)))
+                forms = _column_forms(pq.read_table(path, columns=[name]).column(name))
+                parts.extend(forms)
+                held += sum(len(f) for f in forms)
+                if held > 4_000_000:  # partitions repeat the same people: keep memory to the distinct values
+                    parts = [pc.unique(pa.concat_arrays(parts))]
+                    held = len(parts[0])
         return cls(pa.concat_arrays(parts) if parts else pa.array([], type=pa.string()))
 
     def save(self, path: Path) -> None:

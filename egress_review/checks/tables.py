@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from egress_review.checks import FAIL, PASS, REVIEW, CheckContext, CheckResult, Released, result
+from egress_review.checks.cells import formula_cells, statistics_beside_counts, statistics_result
 from egress_review.checks.i18n import Msg
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xlsm", ".xls", ".parquet"}
@@ -80,16 +81,28 @@ def read_grid(path: Path, name: str) -> Grid:
     ext = Path(name).suffix.lower()
     if ext in (".csv", ".tsv"):
         rows = _csv_rows(path, "\t" if ext == ".tsv" else None)
-    elif ext in (".xlsx", ".xlsm", ".xls"):
-        rows = _excel_rows(path, ext)
-    elif ext == ".parquet":
-        rows = _parquet_rows(path)
+    elif ext in (".xlsx", ".xlsm", ".xls", ".parquet"):
+        rows = _binary_rows(path, ext)
     else:
         raise Unreadable(Msg("{name} is not a table (CSV, TSV, XLSX or Parquet).", name=name))
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise Unreadable(Msg("The file is empty: there is nothing to release."))
     return detect_layout(rows)
+
+
+def _binary_rows(path: Path, ext: str) -> list[list[str]]:
+    """An XLSX or Parquet file through its library; whatever a damaged file makes the library raise
+    (a bad zip member, truncated thrift, broken XML: found by fuzzing) is a verdict, not a crash."""
+    try:
+        return _parquet_rows(path) if ext == ".parquet" else _excel_rows(path, ext)
+    except Unreadable:
+        raise
+    except Exception as error:  # noqa: BLE001 - the libraries raise many kinds on damaged files
+        kind = "Parquet" if ext == ".parquet" else "Excel (.xlsx)"
+        raise Unreadable(Msg("This {kind} file is damaged and cannot be read ({error}: {detail}); write it again "
+                             "from your analysis.", kind=kind, error=type(error).__name__, detail=str(error)[:200])) \
+            from None
 
 
 def decode(data: bytes) -> str:
@@ -233,11 +246,11 @@ def check_table(path: Path, context: CheckContext) -> list[CheckResult]:
 
 
 def rules_on_grid(grid: Grid, context: CheckContext, *, in_notebook: bool = False) -> list[CheckResult]:
-    results = [microdata(grid, context, in_notebook=in_notebook)]
+    results = [microdata(grid, context, in_notebook=in_notebook), formula_cells(grid.rows)]
     if results[0].status != FAIL:
         results += cell_rules(grid, context)
         results += [differencing(grid, context, earlier) for earlier in context.released]
-        results = [r for r in results if r is not None]
+    results = [r for r in results if r is not None]
     if context.identifiers is not None:
         results.append(identifier_cells(grid, context))
     return results
@@ -287,11 +300,10 @@ def cell_rules(grid: Grid, context: CheckContext) -> list[CheckResult]:
         out.append(result("negative", REVIEW, Msg("{cells} negative value(s): counts cannot be negative, so a "
                                                   "checker must see what these are.", cells=len(negative)),
                           cells=negative))
-    if stats:
-        columns = sorted(" / ".join(grid.column_name(c)) for c in stats)
-        out.append(result("statistics", REVIEW, Msg("Columns of statistics (means, sums...) without their counts: "
-                                                    "a checker must verify each cell rests on enough people (or "
-                                                    "attach ACRO's results)."), columns=columns))
+    names = {c: " / ".join(grid.column_name(c)) for c in counts | stats}
+    statistics = statistics_result(names, stats, statistics_beside_counts(names, counts, stats), not small)
+    if statistics is not None:
+        out.append(statistics)
     if whole:
         base = next((b for b in (10, 5) if all(v % b == 0 for v in whole)), None)
         out.append(result("rounding", PASS, Msg("Every count is a multiple of {base}: the table looks rounded to "

@@ -5,7 +5,9 @@ With JUPYTERHUB_DISABLE_USER_CONFIG=1 (set in the image) nothing in the home fol
 
 c = get_config()  # noqa: F821
 # Saves of uploaded files (base64, chunked) are refused; notebooks and text files save as usual.
-c.ServerApp.contents_manager_class = "tre_workspace.NoUploadContentsManager"
+# A file's content reaches the browser only if JupyterLab renders it (notebook, text, image), under
+# TRE_READ_MAX_BYTES, each read recorded by the hub against the person's daily volume.
+c.ServerApp.contents_manager_class = "tre_file_reads.ReadGuardContentsManager"
 # /files/ (raw downloads, "open in a new browser tab") answers 403; tre_workspace, enabled as a
 # server extension by jupyter_server_config.d/tre_workspace.json, does the same for /nbconvert/.
 c.ContentsManager.files_handler_class = "tre_workspace.DownloadsOffHandler"

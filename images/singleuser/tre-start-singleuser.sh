@@ -25,5 +25,16 @@ if [ ! -e "$settings" ] || grep -qF "$marker" "$settings" 2>/dev/null; then
   fi
 fi
 
+# JupyterLab's file browser opens at /project: a link there leads to the datasets (relative, so
+# that on the host it points nowhere outside the project's own folder). A new project gets the
+# starter notebook once; what researchers later delete or rename stays so.
+if [ -d /data ] && [ -w /project ]; then
+  [ -e /project/data ] || [ -L /project/data ] || ln -s ../data /project/data 2>/dev/null || true
+  if [ ! -e /project/.tre-starter ] && [ -f /opt/tre/starter.ipynb ]; then
+    [ -e /project/starter.ipynb ] || cp /opt/tre/starter.ipynb /project/starter.ipynb 2>/dev/null || true
+    : > /project/.tre-starter 2>/dev/null || true
+  fi
+fi
+
 # No process of the workspace may trace another (see tre_seccomp.py).
 exec python3 -m tre_seccomp jupyterhub-singleuser "$@"

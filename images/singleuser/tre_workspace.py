@@ -5,14 +5,16 @@ only through the catalogue.
   and, as this module's server extension, on ``/nbconvert/`` (a notebook exported as a download).
 - ``NoUploadContentsManager`` refuses what only an upload sends (base64 or chunked saves); notebooks
   and text files save as usual, and copies inside the workspace still work.
+- ``ReadGuardContentsManager`` (``tre_file_reads``) hands the browser a file's content only for
+  what JupyterLab renders, under the installation's size limit, each read recorded by the hub.
 
-This is a speed bump, not a wall: whatever the browser shows can be copied by hand, and the contents
-API still serves any file the researcher can open. It stops accidents and makes export a deliberate
-act that goes through the review.
+Whatever the browser shows can still be copied by hand: the README's security section says what
+these locks stop (one-request copies of whole files) and what they do not.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from contextvars import ContextVar
 
@@ -100,6 +102,29 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(serverapp) -> None:
     """Put ``/nbconvert/...`` (notebook exports as downloads) behind the same 403. Handlers added by
-    extensions are matched before the server's own, so this one wins."""
-    base_url = serverapp.web_app.settings["base_url"]
-    serverapp.web_app.add_handlers(".*$", [(url_path_join(base_url, r"/nbconvert/.*"), DownloadsOffHandler)])
+    extensions are matched before the server's own, so this one wins. Every response passes the
+    read limit's cap, and refusals speak the request's language (``tre_file_reads``). Once every
+    extension has added its routes, the server logs them all (the tests compare that list with
+    the routes they know to serve no file bytes, or to be guarded)."""
+    from tornado.ioloop import IOLoop
+
+    from tre_file_reads import RequestLanguage, ResponseCap
+
+    web_app = serverapp.web_app
+    base_url = web_app.settings["base_url"]
+    web_app.add_handlers(".*$", [(url_path_join(base_url, r"/nbconvert/.*"), DownloadsOffHandler)])
+    web_app.add_transform(RequestLanguage)
+    web_app.add_transform(ResponseCap)
+    IOLoop.current().add_callback(lambda: serverapp.log.info("tre_workspace routes: %s", json.dumps(routes(web_app))))
+
+
+def routes(web_app) -> list[list[str]]:
+    """[pattern, handler class] of every route of the running server, in matching order."""
+    found = []
+    for host_rule in web_app.default_router.rules:
+        for rule in getattr(host_rule.target, "rules", []):
+            pattern = getattr(rule.matcher, "regex", None)
+            target = rule.target
+            found.append([pattern.pattern if pattern else repr(rule.matcher),
+                          f"{getattr(target, '__module__', '')}.{getattr(target, '__name__', repr(target))}"])
+    return found

@@ -1,0 +1,196 @@
+"""THE access module: every "who may see what" question is answered here, and only here.
+
+- ``workspace_access``: may this person start this project's workspace today, and with which
+  dataset versions? (the spawner, the reconciler, the catalogue pages)
+- ``projects_of``: the projects a person is a member of, for the home page and the pages;
+- ``member_projects``: the projects a person may act for today (submit exports): a current member
+  of a project in force (status and dates);
+- ``projects_tied_to``: every project a person is or ever was a member of, or applied for (from
+  the catalogue's membership history, never from the audit log): whom they may not judge;
+- ``is_accredited_checker``: whether a person is an output checker today.
+
+Everything takes an open SQLAlchemy session, so callers choose the transaction and run it off the
+event loop; the decisions themselves are plain functions of the rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from datasets.models import (STARTABLE_STATUSES, DatasetVersion, Grant, Membership, MembershipRecord, Person, Project,
+                             VersionStatus)
+from datasets.versions import steward_contacts
+
+
+class Refusal(enum.StrEnum):
+    """Why a workspace cannot start; each has a translated message in ``tre_core/locale``."""
+
+    NOT_A_PROJECT = "not_a_project"
+    NOT_A_MEMBER = "not_a_member"
+    PROJECT_NOT_STARTABLE = "project_not_startable"
+    PROJECT_NOT_STARTED = "project_not_started"
+    PROJECT_ENDED = "project_ended"
+    NO_DATASET_IN_FORCE = "no_dataset_in_force"
+    DATASET_INTEGRITY = "dataset_integrity"
+    DATASET_SUSPENDED = "dataset_suspended"
+    UNSAFE_FOLDER = "unsafe_folder"
+    FIREWALL_MISSING = "firewall_missing"
+    NO_IMAGE = "no_image"
+    IMAGE_RETIRED = "image_retired"
+    IMAGE_MISSING = "image_missing"
+    NO_NODE_FOR_DATASETS = "no_node_for_datasets"
+    NOT_ACCREDITED = "not_accredited"  # datasets/accreditation.py
+    ACCREDITATION_EXPIRED = "accreditation_expired"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+
+
+class AccessRefused(Exception):
+    def __init__(self, reason: Refusal, **params: Any) -> None:
+        self.reason = reason
+        self.params = params
+        super().__init__(f"{reason.value}: {params}")
+
+
+@dataclass(frozen=True)
+class GrantedDataset:
+    slug: str
+    version: str
+    storage_path: PurePosixPath  # relative to the data root
+    ends_on: dt.date
+    root_hash: str = ""
+    # the version's manifest rows [path, size, sha256, inode, mtime_ns], compared before a mount
+    files: tuple[tuple, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkspaceAccess:
+    """What the catalogue allows one person in one project today: the input of a workspace plan."""
+
+    username: str
+    project: str
+    project_title: str
+    datasets: tuple[GrantedDataset, ...]
+    mem_limit: str | None
+    cpu_limit: float | None
+    project_quota: str | None = None
+    home_quota: str | None = None
+    tmp_quota: str | None = None
+    stewards: str = "the data stewards"  # whom a refusal tells to act
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    slug: str
+    title: str
+    status: str
+    ends_on: dt.date | None
+    datasets: tuple[str, ...]
+    role: str = "researcher"
+
+
+def workspace_access(session: Session, username: str, project_slug: str, today: dt.date) -> WorkspaceAccess:
+    """Decide whether ``username`` may start a workspace of ``project_slug`` today, and with what.
+
+    Raises AccessRefused with the reason a person can act on.
+    """
+    project = session.scalars(
+        select(Project)
+        .where(Project.slug == project_slug)
+        .options(selectinload(Project.memberships), selectinload(Project.grants).selectinload(Grant.dataset))
+    ).one_or_none()
+    if project is None:
+        raise AccessRefused(Refusal.NOT_A_PROJECT, project=project_slug)
+    if username not in {m.username for m in project.memberships}:
+        raise AccessRefused(Refusal.NOT_A_MEMBER, project=project.slug,
+                            investigator=project.principal_investigator)
+    if project.status not in STARTABLE_STATUSES:
+        raise AccessRefused(Refusal.PROJECT_NOT_STARTABLE, project=project.slug, status=project.status.value)
+    if project.starts_on and today < project.starts_on:
+        raise AccessRefused(Refusal.PROJECT_NOT_STARTED, project=project.slug, date=project.starts_on.isoformat())
+    if project.ends_on and today > project.ends_on:
+        raise AccessRefused(Refusal.PROJECT_ENDED, project=project.slug, date=project.ends_on.isoformat())
+    stewards = ", ".join(steward_contacts(session)) or "the data stewards"
+    granted = []
+    for g in sorted(project.grants, key=lambda g: g.dataset_slug):
+        # a grant is for the version it names: a newer version registered beside it is not seen
+        # until the project is granted it; a retired version mounts nothing
+        version = session.get(DatasetVersion, (g.dataset_slug, g.dataset_version)) if g.in_force(today) else None
+        if version is None or version.status is VersionStatus.RETIRED:
+            continue
+        if version.status is VersionStatus.SUSPENDED:
+            raise AccessRefused(Refusal.DATASET_SUSPENDED, dataset=g.dataset_slug, version=g.dataset_version,
+                                stewards=stewards)
+        granted.append(GrantedDataset(
+            slug=g.dataset_slug, version=g.dataset_version, storage_path=PurePosixPath(version.storage_path),
+            ends_on=g.ends_on, root_hash=version.root_hash, files=tuple(tuple(row) for row in version.files)))
+    granted = tuple(granted)
+    if not granted:
+        raise AccessRefused(Refusal.NO_DATASET_IN_FORCE, project=project.slug)
+    return WorkspaceAccess(
+        username=username,
+        project=project.slug,
+        project_title=project.title,
+        datasets=granted,
+        mem_limit=project.mem_limit,
+        cpu_limit=project.cpu_limit,
+        project_quota=project.project_quota,
+        home_quota=project.home_quota,
+        tmp_quota=project.tmp_quota,
+        stewards=stewards,
+    )
+
+
+def projects_of(session: Session, username: str, today: dt.date) -> list[ProjectSummary]:
+    """The projects a person is a member of, with the datasets in force today, for the home page."""
+    memberships = session.scalars(
+        select(Membership)
+        .where(Membership.username == username)
+        .options(selectinload(Membership.project).selectinload(Project.grants))
+    ).all()
+    return [
+        ProjectSummary(
+            slug=m.project.slug,
+            title=m.project.title,
+            status=m.project.status.value,
+            ends_on=m.project.ends_on,
+            datasets=tuple(sorted(g.dataset_slug for g in m.project.grants if g.in_force(today))),
+            role=m.role.value,
+        )
+        for m in sorted(memberships, key=lambda m: m.project_slug)
+    ]
+
+
+def member_projects(session: Session, username: str, today: dt.date) -> frozenset[str]:
+    """The projects ``username`` may act for today: a current member, the project in force (a
+    startable status, and today within its dates)."""
+    projects = session.scalars(
+        select(Project).join(Membership)
+        .where(Membership.username == username, Project.status.in_(STARTABLE_STATUSES))
+    ).all()
+    return frozenset(p.slug for p in projects if _in_force(p, today))
+
+
+def _in_force(project: Project, today: dt.date) -> bool:
+    return not (project.starts_on and today < project.starts_on) and not (project.ends_on and today > project.ends_on)
+
+
+def projects_tied_to(session: Session, username: str) -> frozenset[str]:
+    """Every project ``username`` is or ever was a member of, or applied for: the ones whose
+    requests, applications and grants they may not judge."""
+    tied = set(session.scalars(select(MembershipRecord.project_slug).where(MembershipRecord.username == username)))
+    tied |= set(session.scalars(select(Membership.project_slug).where(Membership.username == username)))
+    tied |= set(session.scalars(select(Project.slug).where(Project.applicant == username)))
+    return frozenset(tied)
+
+
+def is_accredited_checker(session: Session, username: str, today: dt.date) -> bool:
+    """Whether ``username`` is an accredited output checker today (the accreditation's last day included)."""
+    until = session.scalar(select(Person.checker_accredited_until).where(Person.username == username))
+    return until is not None and today <= until

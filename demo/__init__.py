@@ -1,0 +1,1 @@
+"""The demo installation: synthetic SNDS-shaped data and the demo catalogue."""

@@ -1,0 +1,99 @@
+"""The egress review's SQL: every query it makes, as functions of an open session.
+
+Nothing here decides anything: ``policies`` and ``permissions`` decide, ``logic`` writes. Who may
+act for which project, who is tied to one and who is an accredited checker are not asked here but
+of the catalogue's access module (``datasets.access``), the one place that answers them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from datasets.models import Dataset, Membership, Person, Project
+from egress_review.models import Decision, ExportRequest, FileKind, RequestFile, RequestState, Review
+
+
+def person(session: Session, username: str) -> Person | None:
+    return session.get(Person, username)
+
+
+def project(session: Session, slug: str) -> Project | None:
+    return session.get(Project, slug)
+
+
+def memberships(session: Session, username: str) -> set[str]:
+    """The projects the person is a member of, whatever their status (is a comment a researcher's?)."""
+    return set(session.scalars(select(Membership.project_slug).where(Membership.username == username)))
+
+
+def request(session: Session, request_id: int) -> ExportRequest | None:
+    return session.get(ExportRequest, request_id)
+
+
+def locked(session: Session, request_id: int) -> ExportRequest | None:
+    """The request, its row locked until the transaction ends and read afresh (not from the
+    session's cache): another replica's act on it waits, then reads what this one committed."""
+    return session.execute(select(ExportRequest).where(ExportRequest.id == request_id).with_for_update()
+                           .execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+def all_requests(session: Session) -> list[ExportRequest]:
+    return list(session.scalars(select(ExportRequest).order_by(ExportRequest.id.desc())))
+
+
+def move(session: Session, request: ExportRequest, to: RequestState, **values: Any) -> bool:
+    """The conditional UPDATE: the state changes only if it is still the one read; ``False`` if not."""
+    done = session.execute(
+        update(ExportRequest).where(ExportRequest.id == request.id, ExportRequest.state == request.state)
+        .values(state=to, **values).execution_options(synchronize_session=False)).rowcount
+    session.refresh(request)
+    return done == 1
+
+
+def output_files(session: Session, request_id: int) -> list[RequestFile]:
+    return list(session.scalars(select(RequestFile).where(RequestFile.request_id == request_id,
+                                                           RequestFile.kind == FileKind.OUTPUT)))
+
+
+def delete_reviews(session: Session, file_ids: list[int], *, keep_approvals: bool = False) -> None:
+    query = delete(Review).where(Review.file_id.in_(file_ids))
+    if keep_approvals:
+        query = query.where(Review.decision != Decision.APPROVE)
+    session.execute(query)
+
+
+def released_outputs(session: Session, project_slug: str) -> list[tuple[int, str, str]]:
+    """(request, path, sha256) of every output file the project released, oldest first."""
+    return list(session.execute(
+        select(ExportRequest.id, RequestFile.path, RequestFile.sha256).join(RequestFile.request)
+        .where(ExportRequest.project_slug == project_slug, ExportRequest.state == RequestState.RELEASED,
+               RequestFile.kind == FileKind.OUTPUT, RequestFile.sha256.is_not(None))
+        .order_by(ExportRequest.id)).all())
+
+
+def approved_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(ExportRequest.id).where(ExportRequest.state == RequestState.APPROVED)))
+
+
+def referenced_digests(session: Session) -> set[str]:
+    return {h for h in session.scalars(select(RequestFile.sha256)) if h}
+
+
+def checker_emails(session: Session, request: ExportRequest, today: dt.date) -> list[str]:
+    """The addresses of the accredited checkers independent of the request's project."""
+    tied = set(members(session, request.project_slug))
+    people = session.scalars(select(Person).where(Person.checker_accredited_until >= today)).all()
+    return [p.email for p in people if p.email and p.username not in tied and p.username != request.author]
+
+
+def dataset_columns(session: Session, slug: str) -> list[Any]:
+    dataset = session.get(Dataset, slug)
+    return list(dataset.columns or []) if dataset else []
+
+
+def members(session: Session, project_slug: str) -> list[str]:
+    return sorted(session.scalars(select(Membership.username).where(Membership.project_slug == project_slug)))

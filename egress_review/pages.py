@@ -1,0 +1,227 @@
+"""The pages of the egress review: the researcher's requests, the checker's queue and review page,
+the frozen files shown for review and the released files. Each form posts to an act of
+``logic.Airlock``; a refusal comes back as a page that says what to do."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from tornado.web import HTTPError
+
+from egress_review import render
+from egress_review.policies import AWAITING_CHECKERS
+from egress_review.site import MAX_ID, Base
+from egress_review.zip_stream import stream_zip
+
+
+class Page(Base):
+    page_name = ""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.current_user is None:
+            if self.request.method in ("GET", "HEAD"):
+                self.redirect(self.get_login_url())
+                return
+            raise HTTPError(403, "%s", self.text("Sign in first, then send the form again."))
+        self.waiting = await self.site.run(self.site.airlock.waiting_count, self.username)
+
+    def page_values(self) -> dict[str, Any]:
+        return {"user": self.current_user, "waiting": getattr(self, "waiting", 0)}
+
+    def error_page_values(self) -> dict[str, Any]:
+        # the hub's answer as cached by prepare, never a new question (the error may be that it failed)
+        return {"user": getattr(self, "_hub_auth_user_cache", None), "waiting": getattr(self, "waiting", 0)}
+
+    def numbered_fields(self, prefix: str) -> dict[int, str]:
+        """The form's fields ``<prefix><file id>``, by file id; a name that is not one is refused."""
+        found = {}
+        for name, value in self.request.body_arguments.items():
+            if name.startswith(prefix):
+                number = name.removeprefix(prefix)
+                if not (number.isascii() and number.isdigit()) or int(number) > MAX_ID:
+                    raise HTTPError(400, "%s", self.text(
+                        "The form field “{name}” does not name a file by its number; reload the page and send "
+                        "the form again.", name=name))
+                found[int(number)] = value[0].decode()
+        return found
+
+
+class HomePage(Page):
+    page_name = "home"
+
+    async def get(self) -> None:
+        views = await self.act(self.site.airlock.list_requests)
+        projects = set(await self.act(self.site.airlock.my_projects))
+        mine = [v for v in views if v.project in projects]
+        queue = await self.act(self.site.airlock.queue)
+        self.show("home.html", requests=mine, queue=queue)
+
+
+class NewRequestPage(Page):
+    page_name = "new"
+
+    async def get(self) -> None:
+        self.show("new.html", projects=await self.act(self.site.airlock.my_projects), form_problem=None, title="")
+
+    async def post(self) -> None:
+        project, title = self.get_body_argument("project", ""), self.get_body_argument("title", "")
+        try:
+            request_id = await self.act(self.site.airlock.create, project, title)
+        except HTTPError as refused:
+            if refused.status_code != 400:
+                raise
+            self.show("new.html", 400, projects=await self.act(self.site.airlock.my_projects),
+                      form_problem=refused.log_message % refused.args, title=title)
+            return
+        self.see_other(f"requests/{request_id}")
+
+
+class RequestPage(Page):
+    """A request as the researcher sees it: state, groups, files, comments, and what they may do."""
+
+    page_name = "request"
+
+    async def get(self, request_id: str) -> None:
+        view = await self.act(self.site.airlock.get, self.ident(request_id))
+        folder = self.get_query_argument("folder", "")
+        entries, browse_problem = [], None
+        if view.may_edit:
+            try:
+                entries = await self.act(self.site.airlock.browse, view.project, folder)
+            except HTTPError as refused:
+                browse_problem = refused.log_message % refused.args
+        self.show("request.html", request=view, folder=folder.strip("/"), entries=entries,
+                  browse_problem=browse_problem, done=self.get_query_argument("done", ""))
+
+
+class RequestFormPage(Page):
+    """Every form of a request's page posts here; each goes back to the page with what happened."""
+
+    async def post(self, request_id: str, step: str) -> None:
+        rid, airlock, arg = self.ident(request_id), self.site.airlock, self.get_body_argument
+        back = f"reviews/{rid}" if step in ("reviews", "return", "reject", "release") else f"requests/{rid}"
+        if step == "files":
+            await self.act(airlock.add_file, rid, arg("path", ""), arg("group", ""), arg("kind", ""),
+                           arg("context", "") or None, arg("controls", "") or None)
+        elif step == "group":
+            await self.act(airlock.set_group, rid, arg("group", ""), arg("context", ""), arg("controls", ""))
+        elif step == "replace":
+            await self.act(airlock.replace_file, rid, self.ident(arg("file", "")))
+        elif step == "comments":
+            await self.act(airlock.comment, rid, arg("text", ""),
+                           visible_to_researcher=arg("visible_to_researcher", "") == "on" or
+                           arg("visible_to_researcher", "") == "true")
+        elif step == "submit":
+            await self.act(airlock.submit, rid)
+        elif step == "withdraw":
+            await self.act(airlock.withdraw, rid)
+        elif step == "reviews":
+            decisions = self.numbered_fields("decision-")
+            comments = [(None, arg("comment", ""), arg("visible_to_researcher", "") == "on")]
+            seen = self.numbered_fields("seen-")
+            overrides = {i: text for i, text in self.numbered_fields("override-").items() if text.strip()}
+            await self.act(airlock.review, rid, decisions, comments, seen, overrides)
+        elif step == "return":
+            await self.act(airlock.return_, rid, arg("comment", ""))
+        elif step == "reject":
+            await self.act(airlock.reject, rid, arg("comment", ""))
+        elif step == "release":
+            await self.act(airlock.release, rid)
+        self.see_other(back, done=step)
+
+
+class QueuePage(Page):
+    page_name = "queue"
+
+    async def get(self) -> None:
+        self.show("queue.html", queue=await self.act(self.site.airlock.queue))
+
+
+class ReviewPage(Page):
+    """A checker's page for one request: each file shown, its checks, and the review form."""
+
+    page_name = "queue"
+
+    async def get(self, request_id: str) -> None:
+        view = await self.act(self.site.airlock.get, self.ident(request_id))
+        shown: dict[int, dict[str, Any]] = {}
+        # contents only while the request awaits its checkers (the airlock refuses them otherwise)
+        for f in view.files if view.state in AWAITING_CHECKERS else ():
+            if f.sha256 is None:
+                continue
+            kind = render.view_kind(f.name)
+            entry: dict[str, Any] = {"kind": kind}
+            if kind in ("table", "text"):
+                _, path = await self.act(self.site.airlock.frozen_file, view.id, f.id)
+                if kind == "table":
+                    entry["rows"], entry["more"] = await self.site.run(render.table_rows, path, f.name)
+                else:
+                    entry["text"], entry["more"] = await self.site.run(render.text_of, path)
+            entry["flagged"] = flagged_cells(f.checks)
+            shown[f.id] = entry
+        self.show("review.html", request=view, shown=shown, done=self.get_query_argument("done", ""))
+
+
+def flagged_cells(results: list[dict[str, Any]]) -> dict[tuple[int, int], list[str]]:
+    """The cells each failing or to-review rule names, for highlighting: (row, column) to rule ids."""
+    cells: dict[tuple[int, int], list[str]] = {}
+    for found in results:
+        if found.get("status") == "pass":
+            continue
+        for cell in (found.get("details") or {}).get("cells", []):
+            cells.setdefault((int(cell["row"]), int(cell["col"])), []).append(found["rule"])
+    return cells
+
+
+class FileContent(Page):
+    """A frozen file for reviewing: ``download`` (CSV neutralised), ``image`` inline, ``view`` sandboxed."""
+
+    async def get(self, request_id: str, file_id: str, how: str) -> None:
+        name, path = await self.act(self.site.airlock.frozen_file, self.ident(request_id), self.ident(file_id))
+        ext = render.suffix(name)
+        if how == "image" and ext in render.IMAGES:
+            self.send_file(path, name, inline=True, content_type=render.IMAGES[ext])
+        elif how == "view":
+            if render.view_kind(name) != "notebook":
+                raise HTTPError(404, "%s", self.text("Only notebooks are rendered; download the file instead."))
+            html = await self.site.run(render.notebook_html, path)
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.set_header("Content-Security-Policy", render.SANDBOX_CSP)
+            self.finish(html)
+        elif how == "download":
+            data = await self.site.run(path.read_bytes)
+            if ext in render.TABLES:
+                data = render.neutralise_csv(data, render.TABLES[ext])
+            self.send_file(path, name, data=data,
+                           content_type="text/csv; charset=utf-8" if ext in render.TABLES else None)
+        else:
+            raise HTTPError(404)
+
+
+class ReleasedFile(Page):
+    async def get(self, request_id: str, filename: str) -> None:
+        path = await self.act(self.site.airlock.released_file, self.ident(request_id), filename)
+        self.send_file(path, filename, content_type=mimetypes.guess_type(filename)[0])
+
+
+class ReleasedZip(Page):
+    async def get(self, request_id: str) -> None:
+        entries = await self.act(self.site.airlock.released_zip, self.ident(request_id))
+        self.send_headers(f"request-{self.ident(request_id)}.zip", content_type="application/zip")
+
+        async def send(chunk: bytes) -> None:
+            self.write(chunk)
+            await self.flush()
+
+        await stream_zip(entries, send)
+        self.finish()
+
+
+class NotFoundPage(Page):
+    async def get(self, *args: Any) -> None:
+        raise HTTPError(404, "%s", self.text("There is no such page. The links at the top lead to your requests."))
+
+    post = get

@@ -1,0 +1,1 @@
+"""Sign-in: the demo and OpenID Connect authenticators and what they share (throttling)."""

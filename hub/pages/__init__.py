@@ -1,0 +1,1 @@
+"""The hub's own pages (home page) and their language."""

@@ -1,0 +1,1 @@
+"""The TRE platform core: settings, database sessions, translations, deployment checks, labels."""

@@ -1,0 +1,49 @@
+"""Messages people read, in English and French, from gettext catalogues in ``tre_core/locale``.
+
+The language is the browser's (its Accept-Language header), falling back to English. Catalogues
+are read from the ``.po`` sources with Babel, so there is no compiled file to keep in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from babel.messages.pofile import read_po
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DOMAIN = "tre"
+LANGUAGES = ("en", "fr")
+DEFAULT_LANGUAGE = "en"
+
+
+def negotiate(accept_language: str | None) -> str:
+    """The first of our languages the browser asks for, by its q-values; English otherwise."""
+    choices = []
+    for position, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGUAGES and quality > 0:
+            choices.append((-quality, position, primary))
+    return min(choices)[2] if choices else DEFAULT_LANGUAGE
+
+
+@lru_cache(maxsize=None)
+def _messages(language: str) -> dict[str, str]:
+    path = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if not path.exists():
+        return {}
+    with path.open("rb") as stream:
+        catalog = read_po(stream, locale=language)
+    return {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy}
+
+
+def translate(language: str, message: str, **params: object) -> str:
+    """``message`` in ``language`` (the English text is the msgid), with ``{name}`` filled in."""
+    return _messages(language).get(message, message).format(**params)

@@ -13,15 +13,26 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from datasets import catalogue as cat
-from datasets.cli import DEMO_CATALOGUE
-from datasets.db import session_scope, upgrade
+from demo.commands import DEMO_CATALOGUE
+from tre_core.db import session_scope
+from datasets.schema import upgrade
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_context():
+    """What a ``tre`` command adds to every audit row of its process (tre_core.process) ends with the
+    test, as it ends with the command's process in real life."""
+    from tre_core import process
+
+    yield
+    process._context.clear()
 
 
 def make_dataset_folders(data_root: Path) -> None:
     """Stand-in dataset folders for tests that need the catalogue but not the demo's data."""
     import pandas as pd
 
-    for slug in ("claims", "hospital_stays", "lab_results"):
+    for slug in ("beneficiaries", "claims", "hospital_stays", "referentials", "cohort"):
         folder = data_root / slug
         folder.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"patient_id": ["a", "b"], "value": [1, 2]}).to_parquet(folder / f"{slug}.parquet")
@@ -49,7 +60,7 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        from datasets.db import engine_for
+        from tre_core.db import engine_for
 
         engine_for(url).dispose()
         engine_for.cache_clear()
@@ -60,15 +71,21 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
 def drop_database(admin, name: str) -> None:
     """Drop a test database. FORCE ends the test's own leftover connections, but refuses when an
     autovacuum worker (a superuser's process) happens to be in the fresh database; a plain DROP
-    cancels such a worker itself, so that is the fallback."""
-    from sqlalchemy.exc import ProgrammingError
+    cancels such a worker itself, but may find it still there for a moment: so both, a few times."""
+    import time
 
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    except ProgrammingError:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    for attempt in range(20):
+        for statement in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'DROP DATABASE IF EXISTS "{name}"'):
+            try:
+                with admin.connect() as connection:
+                    connection.execute(text(statement))
+                return
+            except (ProgrammingError, OperationalError):
+                if attempt == 19 and "FORCE" not in statement:
+                    raise
+        time.sleep(0.25)
 
 
 @pytest.fixture

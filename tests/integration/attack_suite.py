@@ -58,7 +58,10 @@ DEFAULTS = {
     "host_dns": "",                  # "ip:port" of a DNS canary on the gateway (port 53), if any
     "canary_name": "",               # the one name only the DNS canaries answer
     "other_server_address": "",      # "ip:port" of the other project's running server
+    "index_port": 0,                 # the package index's port on the gateway
+    "other_project_package": "",     # a package the other project asked the index for
     "pids_limit": 512,
+    "cpu_limit": 1.0,                # the workspace's CPU limit (TRE_CPU_LIMIT)
     "memory_block_below": int(2.5 * 2**30),  # the hog must die before this much
     "memory_cap": 4 * 2**30,         # the hog stops by itself here
     "fork_cap": 2000,                # the fork bomb stops by itself here
@@ -442,8 +445,8 @@ def dns_via_resolver(a):
 
 
 def dns_direct(address: str, name: str):
-    if not address:
-        return True, "no such canary in this run"
+    if not address:  # nothing tried proves nothing: the run must give an address or skip the attack
+        return False, "no address given: nothing was tried"
     host, port = split_address(address)
     reply = dns_query(host, port, name)
     # any reply at all (even NXDOMAIN) means the query reached a DNS server out there
@@ -494,7 +497,8 @@ def host_proxy_api_reachable(a):
 
 
 def host_other_ports_reachable(a):
-    """The host answers nothing on the gateway but the hub's API: a refusal is an answer too."""
+    """The host answers nothing on the gateway but the hub's API and the package index: a refusal
+    is an answer too."""
     ports = a["host_ports"]
     results: dict[str, dict] = {}
     threads = []
@@ -509,6 +513,66 @@ def host_other_ports_reachable(a):
     answered = [k for k, v in results.items() if reached(v)]
     summary = ", ".join(f"{k} {v['outcome']}" for k, v in sorted(results.items()))
     return not answered and len(results) == len(ports[:20]), f"{a['gateway']}: {summary}"
+
+
+def index_raw(a, request: str) -> dict:
+    """Send ``request`` (CRLF lines, the workspace's token added) to the package index as is."""
+    head = request.replace("{token}", a["token"]).encode()
+    return tcp_probe(a["gateway"], a["index_port"], send=head, timeout=HTTP_TIMEOUT)
+
+
+def index_status(probe: dict) -> str:
+    return probe.get("reply", "").split(" ")[1] if probe.get("reply", "").count(" ") else ""
+
+
+def control_package_index_answers(a):
+    """The package index on the gateway answers this workspace (so its refusals below are walls)."""
+    status, body = http("GET", f"http://{a['gateway']}:{a['index_port']}/api/requests", a["token"])
+    own = os.environ.get("TRE_PROJECT", "")
+    ok = status == 200 and json.loads(body).get("project") == own
+    return (not ok), f"GET /api/requests -> {status} {body[:120]!r}"
+
+
+def package_index_connect(a):
+    """CONNECT through the index to the canary: no tunnel (anything but 200)."""
+    probe = index_raw(a, f"CONNECT {a['canary_http']} HTTP/1.1\r\nHost: {a['canary_http']}\r\n"
+                         "Authorization: token {token}\r\n\r\n")
+    return probe["outcome"] == "connected" and index_status(probe) not in ("200", ""), describe(probe)
+
+
+def package_index_absolute_url(a):
+    """An absolute URL (a forward proxy's request) to the canary: answered by the index itself, not fetched."""
+    probe = index_raw(a, f"GET http://{a['canary_http']}/probe HTTP/1.1\r\nHost: {a['canary_http']}\r\n"
+                         "Authorization: token {token}\r\nConnection: close\r\n\r\n")
+    return probe["outcome"] == "connected" and index_status(probe) == "404", describe(probe)
+
+
+def package_index_fallback(a):
+    """A package not approved: a 404, never pypiserver's redirect to PyPI (a way out for pip)."""
+    status, body = http("GET", f"http://{a['gateway']}:{a['index_port']}/simple/requests/", a["token"])
+    return status == 404 and "tre packages request" in body, f"GET /simple/requests/ -> {status} {body[:160]!r}"
+
+
+def package_index_upload(a):
+    """pypiserver's upload (POST /): refused, so no workspace puts files where others install from."""
+    status, body = http("POST", f"http://{a['gateway']}:{a['index_port']}/", a["token"], {":action": "file_upload"})
+    return status not in (0, 200), f"POST / -> {status} {body[:120]!r}"
+
+
+def package_index_without_token(a):
+    """Without a workspace's token the index serves nothing (a container that is not a workspace)."""
+    status, body = http("GET", f"http://{a['gateway']}:{a['index_port']}/simple/")
+    return status == 401, f"GET /simple/ without a token -> {status} {body[:120]!r}"
+
+
+def package_index_other_projects_requests(a):
+    """The index's request list shows this project's requests only, whatever the query asks."""
+    answers = []
+    for query in ("", f"?project={a['other_project']}"):
+        status, body = http("GET", f"http://{a['gateway']}:{a['index_port']}/api/requests{query}", a["token"])
+        answers.append((status, body))
+    leaked = [b for _, b in answers if a["other_project_package"] in b or f'"{a["other_project"]}"' in b]
+    return all(s == 200 for s, _ in answers) and not leaked, f"{[(s, b[:120]) for s, b in answers]}"
 
 
 SCOPE_REFUSALS = ("not authorized with current scopes", "Missing or invalid credentials",
@@ -625,10 +689,129 @@ def _euid_after_exec(command: list[str]):
 
 
 def capabilities(a):
+    """Every set, the bounding set above all: effective, permitted and ambient are 0 for uid 1000
+    whether or not capabilities were dropped; only the bounding set (what a setuid program or a
+    file capability could still get) shows the engine's cap_drop."""
     status = proc_status()
     caps = {k: int(status.get(k, "0"), 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
-    blocked = caps["CapEff"] == 0 and caps["CapPrm"] == 0 and caps["CapAmb"] == 0
-    return blocked, ", ".join(f"{k}={v:#x}" for k, v in caps.items())
+    return not any(caps.values()), ", ".join(f"{k}={v:#x}" for k, v in caps.items())
+
+
+def no_new_privileges_outside_wrapper(a):
+    """NoNewPrivs of pid 1 (tini, started by the engine with the container's own settings): the
+    suite itself runs under tre_seccomp, which sets the flag for its children whatever the engine did."""
+    init, own = (proc_status(pid).get("NoNewPrivs", "?").strip() for pid in (1, "self"))
+    return init == "1", f"pid 1 ({proc_status(1).get('Name', '?').strip()}): NoNewPrivs={init}; this process: {own}"
+
+
+class IOVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+def _process_vm(name: str, pid: int, local, remote: int, length: int) -> tuple[int, int]:
+    call = getattr(libc(), name)
+    call.restype = ctypes.c_ssize_t
+    call.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+    local_iov, remote_iov = IOVec(ctypes.addressof(local), length), IOVec(remote, length)
+    done = call(pid, ctypes.byref(local_iov), 1, ctypes.byref(remote_iov), 1, 0)
+    return done, (0 if done >= 0 else ctypes.get_errno())
+
+
+def process_vm(a):
+    """process_vm_readv/writev against another process: a child of the suite's own (same uid,
+    a descendant: only the seccomp filter stands in the way; the same bytes are written back) and
+    the Jupyter server (read only). EPERM is the wall; any byte moved, or EFAULT/ESRCH (the
+    permission check passed), is not."""
+    secret = b"tre-attack-process-vm-secret"
+    buffer = ctypes.create_string_buffer(secret, 64)
+    child = os.fork()
+    if child == 0:  # the forked copy keeps the buffer at the same address
+        time.sleep(10)
+        os._exit(0)
+    results, blocked = [], True
+    try:
+        targets = [("own child", child, ("process_vm_readv", "process_vm_writev"))]
+        server = jupyter_server_pid()
+        if server:
+            targets.append(("jupyterhub-singleuser", server, ("process_vm_readv",)))
+        for label, pid, calls in targets:
+            for name in calls:
+                local = ctypes.create_string_buffer(secret if name.endswith("writev") else b"", 64)
+                done, code = _process_vm(name, pid, local, ctypes.addressof(buffer), len(secret))
+                moved = done >= 0
+                results.append(f"{name} {label} (pid {pid}): " + (f"{done} bytes" + (f" {local.raw[:done]!r}"
+                                                                                       if not name.endswith("writev") else "")
+                                                                  if moved else errno_of(code)))
+                blocked &= not moved and code == errno.EPERM
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    return blocked, "; ".join(results)
+
+
+HOST_DEVICES = ("/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg", "/dev/sda", "/dev/vda", "/dev/xvda", "/dev/nvme0n1",
+                "/dev/dm-0", "/dev/loop0", "/dev/md0", "/dev/sr0", "/dev/kvm", "/dev/fuse", "/dev/net/tun", "/dev/mapper/control",
+                "/dev/hidraw0", "/dev/ttyS0", "/dev/watchdog", "/dev/nvidia0", "/dev/dri/card0")
+CONTAINER_DEVICES = {"null", "zero", "full", "random", "urandom", "tty", "console", "ptmx", "pts", "shm", "mqueue",
+                     "fd", "stdin", "stdout", "stderr", "core"}
+
+
+def device_nodes(a):
+    """No host device node in /dev (the engine's default set only), none of the usual ones opens,
+    and no device node can be made (mknod needs CAP_MKNOD; /tmp is nodev)."""
+    extra = sorted(set(os.listdir("/dev")) - CONTAINER_DEVICES)
+    present, opened = [], []
+    for path in HOST_DEVICES:
+        if os.path.exists(path):
+            present.append(path)
+            try:
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+                opened.append(path)
+            except OSError:
+                pass
+    node = os.path.join(tempfile.mkdtemp(prefix="tre-attack-dev-", dir="/tmp"), "disk")
+    try:
+        os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(8, 0))
+        made = "mknod SUCCEEDED"
+    except OSError as exc:
+        made = f"mknod: {errno_name(exc)}"
+    finally:
+        if os.path.lexists(node):
+            os.unlink(node)
+        os.rmdir(os.path.dirname(node))
+    blocked = not extra and not present and made != "mknod SUCCEEDED"
+    return blocked, f"/dev beyond the engine's default set: {extra or 'none'}; host devices present: {present or 'none'}; " \
+                    f"opened: {opened or 'none'}; {made}"
+
+
+def cpu_limit(a):
+    """The CPU limit read (cgroup v2 cpu.max, or v1 cfs quota) and tried: busy loops on one more
+    process than the limit allows share at most the limit (with 20% for measuring)."""
+    limit = float(a["cpu_limit"])
+    text = cgroup_value("cpu", "cpu.max")
+    if text == "?":
+        quota, period = cgroup_value("cpu", "cpu.cfs_quota_us"), cgroup_value("cpu", "cpu.cfs_period_us")
+        text = f"{'max' if quota in ('-1', '?') else quota} {period}"
+    quota, _, period = text.partition(" ")
+    configured = None if quota == "max" else int(quota) / int(period)
+    workers, seconds, children = int(limit) + 1, 2.0, []
+    started = time.monotonic()
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+            os._exit(0)
+        children.append(pid)
+    used = 0.0
+    for pid in children:
+        _, _, usage = os.wait4(pid, 0)
+        used += usage.ru_utime + usage.ru_stime
+    share = used / (time.monotonic() - started)
+    blocked = configured is not None and abs(configured - limit) < 0.01 and share <= limit * 1.2 + 0.05
+    return blocked, (f"cpu.max {text!r} (limit {configured if configured is not None else 'none'}, expected {limit}); "
+                     f"{workers} busy loops for {seconds:.0f} s used {share:.2f} CPUs")
 
 
 def mount_syscall(a):
@@ -875,6 +1058,17 @@ ATTACKS = [
     ("host-proxy-api-reachable", host_proxy_api_reachable, "the proxy's API port on the host is unreachable"),
     ("host-other-ports-reachable", host_other_ports_reachable,
      "no other host port answers on the gateway (not even with a refusal)"),
+    ("control-package-index-answers", control_package_index_answers,
+     "the package index on the gateway answers this workspace's token, for its own project"),
+    ("package-index-connect", package_index_connect, "the package index opens no tunnel (CONNECT)"),
+    ("package-index-absolute-url", package_index_absolute_url,
+     "the package index fetches no absolute URL: it is no forward proxy"),
+    ("package-index-fallback", package_index_fallback,
+     "a package that is not approved gets the index's 404 with how to ask, never a redirect to PyPI"),
+    ("package-index-upload", package_index_upload, "no workspace can upload into the package index"),
+    ("package-index-without-token", package_index_without_token, "without a workspace's token the index serves nothing"),
+    ("package-index-other-projects-requests", package_index_other_projects_requests,
+     "a workspace cannot read another project's package requests"),
     ("hub-api-list-users", hub_api_list_users, "the server's token cannot list the hub's users"),
     ("hub-api-read-other-user", hub_api_read_other_user, "the server's token cannot read another user"),
     ("hub-api-start-server", hub_api_start_server, "the server's token cannot start servers"),
@@ -886,7 +1080,12 @@ ATTACKS = [
     ("hub-api-read-proxy-routes", hub_api_read_proxy_routes, "the server's token cannot read the proxy's routes"),
     ("setuid-binaries", setuid_binaries,
      "setuid/setgid programs give no privilege (no-new-privileges): su stays uid 1000"),
-    ("capabilities", capabilities, "the process has no capability (CapEff, CapPrm, CapAmb are 0)"),
+    ("capabilities", capabilities, "the process has no capability, and none in its bounding set (CapBnd = 0)"),
+    ("no-new-privileges-outside-wrapper", no_new_privileges_outside_wrapper,
+     "no-new-privileges is the container's own setting: pid 1, outside the seccomp wrapper, has it"),
+    ("process-vm", process_vm, "process_vm_readv/writev reach no other process, not even the suite's own child"),
+    ("device-nodes", device_nodes, "no host device is in /dev or opens, and none can be made"),
+    ("cpu-limit", cpu_limit, "the CPU limit is set (cpu.max) and busy loops get no more than it"),
     ("mount-syscall", mount_syscall, "mount(2) and the mount program are refused"),
     ("unshare-user-namespace", unshare_user_namespace,
      "no user namespace can be created (the usual first step of a kernel exploit)"),

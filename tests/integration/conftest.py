@@ -15,11 +15,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 import pytest
 import requests
+
+from spawner.storage import release_all
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -62,19 +65,25 @@ class Hub:
         self.config = config
         self.instance = f"test-{secrets.token_hex(3)}"
         self.home = Path(tempfile.mkdtemp(prefix=f"tre-{self.instance}-"))
-        ports = {name: free_port() for name in ("public", "hub", "proxy_api", "catalogue", "egress")}
+        ports = {name: free_port() for name in ("public", "hub", "proxy_api", "catalogue", "egress", "package_index")}
         self.env = dict(os.environ)
         self.env.update(
             TRE_HOME=str(self.home), TRE_INSTANCE=self.instance, TRE_PUBLIC_PORT=str(ports["public"]),
             TRE_HUB_PORT=str(ports["hub"]), TRE_PROXY_API_PORT=str(ports["proxy_api"]), TRE_CATALOGUE_PORT=str(ports["catalogue"]),
             TRE_EGRESS_PORT=str(ports["egress"]),
-            **(settings or {}),
+            TRE_PACKAGE_INDEX_PORT=str(ports["package_index"]),
         )
+        # quota filesystems are reserved on the disk as they are made (spawner/storage.py): test-sized
+        self.env.update(TRE_PROJECT_QUOTA="512M", TRE_HOME_QUOTA="128M", TRE_STORAGE_RESERVE="2G")
+        self.env.update(settings or {})
         self.url = f"http://127.0.0.1:{ports['public']}"
         self.process: subprocess.Popen | None = None
         self.tre("demo", "init", "--scale", str(scale))
-        # the image ./setup.sh built, registered in this catalogue without building it again
-        self.tre("images", "register", "singleuser", "--as", "admin")
+        # the image ./setup.sh built, registered in this catalogue without building it again (or the
+        # one TRE_TEST_SINGLEUSER_IMAGE names: a branch's build under its own tag, so that tests of
+        # other branches running on the same engine keep tre/singleuser:latest as they expect it)
+        image = os.environ.get("TRE_TEST_SINGLEUSER_IMAGE")
+        self.tre("images", "register", "singleuser", "--as", "admin", *(["--image", image] if image else []))
         self.tre("firewall", "install")
         self.password = self.tre("demo", "password").strip()
 
@@ -140,6 +149,7 @@ class Hub:
         self._stop_proxy()
         remove_labelled(self.client, self.instance)
         self.tre("firewall", "remove")
+        release_all(self.home)  # the quota filesystems mounted below the workspaces
         shutil.rmtree(self.home, ignore_errors=True)
 
     def login(self, username: str, language: str = "en") -> requests.Session:
@@ -213,6 +223,25 @@ def remove_labelled(client: docker.DockerClient, instance: str) -> None:
         container.remove(force=True)
     for network in client.networks.list(filters={"label": f"tre.instance={instance}"}):
         network.remove()
+
+
+@contextmanager
+def running_hub(client: docker.DockerClient, **kwargs) -> Iterator[Hub]:
+    """A started hub of its own (its settings, its catalogue), removed with all it made on leaving."""
+    hub = Hub(client, **kwargs)
+    try:
+        hub.start_process()
+        yield hub
+    finally:
+        hub.close()
+
+
+def catalogue(hub: Hub):
+    """A session on the hub's own catalogue database."""
+    from tre_core.db import session_scope
+    from tre_core.settings import TRESettings
+
+    return session_scope(TRESettings(home=hub.home).catalogue_url)
 
 
 @pytest.fixture(scope="session")

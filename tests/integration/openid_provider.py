@@ -36,6 +36,10 @@ class OpenIDProvider:
         """Make the provider vanish right after it sends the next browser back with a code."""
         requests.post(f"{self.issuer}/test/crash-after-next-code", timeout=10).raise_for_status()
 
+    def report_acr(self, value: str) -> None:
+        """The acr (and its amr) the next sign-ins come back with: urn:tre:mfa or urn:tre:pwd."""
+        requests.post(f"{self.issuer}/test/acr", params={"value": value}, timeout=10).raise_for_status()
+
     def close(self) -> None:
         self.process.terminate()
         try:

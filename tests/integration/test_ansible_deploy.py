@@ -12,7 +12,10 @@ a wheelhouse (this repository's wheel and every pinned dependency of requirement
 - alice signs in through the provider over HTTPS and starts her project workspace inside the target;
 - a second run reports changed=0;
 - a run with a required variable missing stops at the preflight, naming it, with changed=0;
-- a backup, then a change, then tre-restore: the change is gone and the hub answers again;
+- the TRE's state and PostgreSQL's data are on the encrypted volume: a probe written there is not in
+  the volume's file in clear, while a control written beside it, outside the encrypted folders, is;
+- a backup is encrypted (no file in it reads in clear); a restore with another key is refused and
+  changes nothing; then a change, then tre-restore: the change is gone and the hub answers again;
 - ansible-lint with the production profile passes.
 
 Each phase's duration is printed (not asserted).
@@ -86,11 +89,13 @@ def wheelhouse(tmp: Path) -> Path:
 def image_archive(client: docker.DockerClient, reference: str = "tre/singleuser:latest") -> Path:
     """`docker save` of the analysis image, cached by image id (an air-gapped site's release file)."""
     image = client.images.get(reference)
-    archive = CACHE / f"images-{image.id.split(':')[1][:16]}.tar"
+    # named after the reference itself: the same image may carry other tags, and `named=True`
+    # would name the archive's image after whichever tag comes first
+    archive = CACHE / f"images-{image.id.split(':')[1][:16]}-{reference.replace('/', '_').replace(':', '_')}.tar"
     if not archive.exists():
         partial = archive.with_suffix(".partial")
         with partial.open("wb") as out:
-            for chunk in image.save(named=True):
+            for chunk in image.save(named=reference):
                 out.write(chunk)
         partial.rename(archive)
     return archive
@@ -183,7 +188,12 @@ def start_target(client: docker.DockerClient, run_id: str, network, volume) -> d
         labels={LABEL: "ansible", "tre.test.run": run_id}, entrypoint=["/bin/sh", "/boot.sh"],
         host_config=host_config, stop_signal="SIGRTMIN+3")
     api.start(created["Id"])
-    return client.containers.get(created["Id"])
+    container = client.containers.get(created["Id"])
+    # A host's devtmpfs has the loop devices the encrypted volume's loop file needs; a container's
+    # /dev does not, so make their nodes (the device cgroup rule above allows them).
+    container.exec_run(["sh", "-c", "[ -e /dev/loop-control ] || mknod -m 660 /dev/loop-control c 10 237; "
+                                    "for i in $(seq 0 255); do [ -e /dev/loop$i ] || mknod -m 660 /dev/loop$i b 7 $i; done"])
+    return container
 
 
 @pytest.fixture(scope="module")
@@ -222,11 +232,19 @@ def deployment(docker_client, tmp_path_factory) -> Iterator[Deployment]:
             "tre_public_hostname": address, "tre_tls_self_signed": True, "tre_instance": "deploytest",
             "tre_oidc_issuer": provider.issuer, "tre_oidc_client_id": "tre-hub",
             "tre_oidc_login_service": "Test institution", "tre_mem_limit": "1G",
+            # This machine's kernel is built without device-mapper (no dm-crypt, no modules), so no
+            # LUKS volume can be opened here, in a container or not: the test uses the role's other
+            # method, ext4's native encryption (fscrypt), on the same kind of loop file.
+            "tre_storage_method": "fscrypt", "tre_storage_size": "3G",
+            # quota filesystems are reserved on that volume as they are made: test-sized
+            "tre_project_quota": "256M", "tre_home_quota": "128M", "tre_tmp_quota": "64M",
+            "tre_storage_reserve": "512M",
         }}}}))
         env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0",
                "ANSIBLE_NOCOLOR": "1",
                # secrets from the controller's environment, as an operator without a vault file would
                "TRE_OIDC_CLIENT_SECRET": CLIENT_SECRET, "TRE_CRYPT_KEY": os.urandom(32).hex(),
+               "TRE_STORAGE_KEY": os.urandom(64).hex(), "TRE_BACKUP_KEY": os.urandom(32).hex(),
                "TRE_HUB_DB_PASSWORD": "hub-" + uuid.uuid4().hex, "TRE_DB_PASSWORD": "tre/" + uuid.uuid4().hex + "$",
                "TRE_WHEELHOUSE": str(house), "TRE_IMAGE_ARCHIVE": str(archive)}
         deployment = Deployment(client, container, address, tmp, env, inventory, tmp / "tre.crt", timings=timings)
@@ -320,21 +338,46 @@ def test_a_missing_variable_stops_the_run_before_any_change_and_names_it(deploym
     assert "Install the base packages" not in run.output  # the install play never began
 
 
+def test_state_and_postgresql_are_on_the_encrypted_volume(deployment):
+    assert deployment.first_run.returncode == 0, "the first run failed"
+    for folder in ("/var/lib/tre", "/var/lib/postgresql/15/main"):
+        source = deployment.sh(f"findmnt --noheadings --output SOURCE,FSTYPE --target {folder}").split()
+        assert source[0].startswith("/dev/loop") and source[1] == "ext4", (folder, source)
+    assert deployment.sh("runuser -u postgres -- psql -Atc 'SHOW data_directory'").strip() == "/var/lib/postgresql/15/main"
+    probe, control = f"tre-probe-{uuid.uuid4().hex}", f"tre-control-{uuid.uuid4().hex}"
+    deployment.sh(f"echo {probe} >/var/lib/tre/probe.txt && echo {control} >/srv/tre-storage/control.txt && sync")
+    assert deployment.sh("cat /var/lib/tre/probe.txt").strip() == probe  # readable through the mount
+    found = deployment.sh(f"grep -c -a -e {probe} /var/lib/tre-storage.img; grep -c -a -e {control} "
+                          "/var/lib/tre-storage.img; true", check=False).split()
+    assert found[1] != "0", "the control is not found: the search cannot see the volume's clear text"
+    assert found[0] == "0", "the probe written to /var/lib/tre is in the volume's file in clear"
+    deployment.sh("rm /var/lib/tre/probe.txt /srv/tre-storage/control.txt")
+
+
 def test_backup_then_restore_puts_back_databases_and_egress_store(deployment):
     assert deployment.first_run.returncode == 0, "the first run failed"
     deployment.sh("tre demo init --scale 0.05 >/dev/null 2>&1 || true; mkdir -p /var/lib/tre/egress/released "
                   "&& echo 'reviewed result' >/var/lib/tre/egress/released/marker.txt")
     with timed(deployment.timings, "backup"):
         backup = deployment.sh("systemctl start tre-backup.service && ls -d /var/backups/tre/2* | tail -1").strip()
-    assert set(deployment.sh(f"ls {backup}").split()) == {"SHA256SUMS", "egress.tar.gz", "jupyterhub.dump", "tre.dump"}
+    assert set(deployment.sh(f"ls {backup}").split()) == {
+        "SHA256SUMS", "egress.tar.gz.gpg", "jupyterhub.dump.gpg", "tre.dump.gpg"}
+    # encrypted: neither pg_dump's header nor the tar's content reads in clear, GnuPG names AES-256
+    assert deployment.sh(f"cat {backup}/*.gpg | grep -c -a -e PGDMP -e 'reviewed result'; true", check=False).strip() == "0"
+    packets = deployment.sh(f"gpg --batch --list-packets {backup}/tre.dump.gpg </dev/null 2>&1; true", check=False)
+    assert ":symkey enc packet:" in packets and "cipher 9," in packets, packets  # RFC 4880: 9 is AES-256
     # after the backup: a project suspended, a released file lost
     deployment.sh("tre projects suspend cardio-risk --as steward --reason 'restore test'")
     deployment.sh("rm /var/lib/tre/egress/released/marker.txt")
     assert "suspended" in deployment.sh("tre catalogue projects")
     # a damaged backup is refused and changes nothing
-    damaged = deployment.sh(f"cp -a {backup} {backup}-damaged && echo x >>{backup}-damaged/tre.dump "
+    damaged = deployment.sh(f"cp -a {backup} {backup}-damaged && echo x >>{backup}-damaged/tre.dump.gpg "
                             f"&& tre-restore {backup}-damaged; echo rc=$?", check=False)
     assert "damaged" in damaged and "rc=1" in damaged
+    # so is one restored with another key (a backup of another host, or a wrong vault entry)
+    other_key = deployment.sh(f"od -An -N32 -tx1 /dev/urandom | tr -d ' \\\\n' >/root/other.key && tre-restore {backup} /root/other.key; "
+                              "echo rc=$?", check=False)
+    assert "does not decrypt" in other_key and "rc=1" in other_key
     assert "suspended" in deployment.sh("tre catalogue projects")
     with timed(deployment.timings, "restore"):
         deployment.sh(f"tre-restore {backup}")

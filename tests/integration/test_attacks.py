@@ -32,9 +32,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from datasets.db import session_scope
+from tre_core.db import session_scope
 from datasets.models import Dataset
-from datasets.settings import TRESettings
+from tre_core.settings import TRESettings
+from package_index import workflow as package_workflow
 from tests.integration import attack_suite, canary
 
 pytestmark = pytest.mark.integration
@@ -220,6 +221,11 @@ def run(hub, canaries):
 
         with session_scope(TRESettings(home=hub.home).catalogue_url) as session:
             all_datasets = sorted(d.slug for d in session.query(Dataset))
+        # bob's project asks the package index for something; alice's workspace must not see it
+        other_package = f"tre-bob-only-{secrets.token_hex(3)}"
+        hub.tre("packages", "policy", "diabetes-outcomes", "any-approved-on-request", "--as", "admin")
+        with session_scope(TRESettings(home=hub.home).catalogue_url) as session:
+            package_workflow.ask(session, "bob", "diabetes-outcomes", other_package, "", "bob's own analysis needs it")
 
         arguments = {
             "user": "alice",
@@ -246,7 +252,10 @@ def run(hub, canaries):
             "host_dns": f"{gateway}:{DNS_PORT}",  # any reply from whatever listens there is a finding
             "canary_name": canaries.name,
             "other_server_address": f"{bob_ip}:8888",
+            "index_port": int(hub.env["TRE_PACKAGE_INDEX_PORT"]),
+            "other_project_package": other_package,
             "pids_limit": int(hub.env.get("TRE_PIDS_LIMIT", 512)),
+            "cpu_limit": float(hub.env.get("TRE_CPU_LIMIT", TRESettings(home=hub.home).cpu_limit)),
         }
 
         # the run, with the hub and bob's server watched all along
@@ -380,3 +389,21 @@ def test_other_machines_cannot_reach_the_hubs_own_port(hub, canaries):
     assert outside.output.decode().startswith("closed"), outside.output
     with socket.create_connection(("127.0.0.1", port), timeout=3):
         pass  # control: from the host itself, the port answers
+
+
+def test_no_new_privileges_no_capability_and_the_cpu_limit_are_the_workspaces_own_settings(hub):
+    """Read where the suite cannot fake them: the engine's settings of the workspace (docker
+    inspect), and a process the engine starts outside the server's seccomp wrapper (docker exec),
+    which gets only what the container itself was given. test_weakened_walls.py shows each of
+    these reads, and the suite's probes, failing on a container started without the wall."""
+    alice = hub.login("alice")
+    container = hub.start(alice, "alice", "cardio-risk")
+    container.reload()
+    config = container.attrs["HostConfig"]
+    assert "no-new-privileges:true" in (config["SecurityOpt"] or []), config["SecurityOpt"]
+    assert config["CapDrop"] == ["ALL"] and not config["CapAdd"] and not config["Privileged"]
+    assert not config["Devices"], config["Devices"]
+    cpus = config["NanoCpus"] / 1e9 or config["CpuQuota"] / (config["CpuPeriod"] or 100_000)  # DockerSpawner: quota
+    assert cpus == TRESettings(home=hub.home).cpu_limit, (config["NanoCpus"], config["CpuQuota"], config["CpuPeriod"])
+    status = container.exec_run(["cat", "/proc/self/status"], user="1000:100").output.decode()
+    assert "NoNewPrivs:\t1" in status and "CapBnd:\t0000000000000000" in status, status

@@ -14,10 +14,8 @@ import pytest
 import requests
 from bs4 import BeautifulSoup
 
-from datasets.db import session_scope
 from datasets.models import AuditEvent, Dataset, Person, Project, ProjectStatus
-from datasets.settings import TRESettings
-from tests.integration.conftest import Hub
+from tests.integration.conftest import Hub, catalogue, running_hub
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +37,9 @@ APPLICATION = {
 
 @pytest.fixture(scope="module")
 def pages_hub(docker_client):
-    hub = Hub(docker_client, scale=0.05)
-    try:
-        hub.start_process()
+    with running_hub(docker_client, scale=0.05) as hub:
         yield hub
-    finally:
-        hub.close()
 
-
-def catalogue(hub: Hub):
-    return session_scope(TRESettings(home=hub.home).catalogue_url)
 
 
 def get(hub: Hub, session: requests.Session, path: str = "") -> requests.Response:
@@ -209,7 +200,7 @@ def test_alice_sees_it_in_her_projects_and_its_workspace_has_exactly_its_dataset
 def test_a_refused_application_tells_its_reason_and_stays_off_the_register(pages_hub):
     bob = pages_hub.login("bob")
     refused = {**APPLICATION, "slug": "lab-trends", "title": "Trends in laboratory results",
-               "datasets": ["lab_results"], "members": ""}
+               "datasets": ["beneficiaries"], "members": ""}
     post_form(pages_hub, bob, get(pages_hub, bob, "apply"), "application", refused).raise_for_status()
     steward = pages_hub.login("steward")
     reply = post_form(pages_hub, steward, get(pages_hub, steward, "steward"), "refuse-lab-trends",

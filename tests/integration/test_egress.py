@@ -20,10 +20,8 @@ from bs4 import BeautifulSoup
 from sqlalchemy import select
 
 from datasets import audit
-from datasets.db import session_scope
 from datasets.models import AuditEvent
-from datasets.settings import TRESettings
-from tests.integration.conftest import Hub, hub_xsrf, wait_for
+from tests.integration.conftest import Hub, catalogue, hub_xsrf, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -81,9 +79,6 @@ def api(hub: Hub, token: str, method: str, path: str, body: dict | None = None) 
     return requests.request(method, f"{hub.url}{PAGES}api/{path}", json=body,
                             headers={"Authorization": f"token {token}"}, timeout=60)
 
-
-def catalogue(hub: Hub):
-    return session_scope(TRESettings(home=hub.home).catalogue_url)
 
 
 def test_alice_creates_and_submits_a_request_over_the_pages(egress_hub, people):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from bs4 import BeautifulSoup
 
-from tests.integration.conftest import Hub
+from tests.integration.conftest import Hub, running_hub
 from tests.integration.test_egress import PAGES, api, api_token
 
 pytestmark = pytest.mark.integration
@@ -17,17 +17,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def checks_hub(docker_client):
-    hub = Hub(docker_client, scale=0.05)
-    try:
-        hub.start_process()
+    with running_hub(docker_client, scale=0.05) as hub:
         yield hub
-    finally:
-        hub.close()
 
 
 def a_patient_id(hub: Hub) -> str:
     """A real identifier of the demo's claims dataset, granted to cardio-risk."""
-    path = next((hub.home / "data").rglob("claims*.parquet"))
+    path = next((hub.home / "data" / "claims").rglob("*.parquet"))
     return str(pq.read_table(path, columns=["patient_id"]).column("patient_id")[0])
 
 
@@ -69,3 +65,22 @@ def test_a_small_cell_is_highlighted_and_a_patient_id_fails(checks_hub):
     assert small.select_one(".check-outcome").get_text() == "Non conforme"
     assert small.select_one('li[data-rule="threshold"] .check-summary').get_text() == (
         "1 cellule(s) ont un effectif inférieur à 10 (effectif minimal) : supprimez-les ou regroupez des modalités.")
+
+    # A Fail is final unless carol overrides it in writing: her review without a reason is refused
+    # with a message, with one it is recorded and the reason kept with her approval.
+    english = BeautifulSoup(review.text, "html.parser")
+    ids = {a["data-name"]: a["id"].removeprefix("review-file-") for a in english.select(".review-file")}
+    assert english.find(id=f"override-{ids['small.csv']}") is not None
+    xsrf = english.find("input", attrs={"name": "_xsrf"})["value"]
+    decisions = {f"decision-{i}": "approve" for i in ids.values()}
+    refused = carol.post(f"{checks_hub.url}{PAGES}requests/{request_id}/reviews", allow_redirects=False,
+                         data={**decisions, "_xsrf": xsrf})
+    assert refused.status_code == 400 and "a Fail is final unless you override it" in refused.text
+    reasons = {f"override-{i}": f"{name}: checked by hand, safe." for name, i in ids.items()}
+    sent = carol.post(f"{checks_hub.url}{PAGES}requests/{request_id}/reviews", allow_redirects=False,
+                      data={**decisions, **reasons, "_xsrf": xsrf})
+    assert sent.status_code == 303, sent.text[:500]
+    mine = api(checks_hub, api_token(checks_hub, carol, "carol"), "GET", f"requests/{request_id}").json()
+    assert mine["state"] == "partially_reviewed"
+    assert {f["name"]: f["reviews"][0]["override"] for f in mine["files"]} == {
+        "small.csv": "small.csv: checked by hand, safe.", "top.csv": "top.csv: checked by hand, safe."}

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from datasets import audit
-from datasets.db import engine_for, session_scope
+from tre_core.db import engine_for, session_scope
 from datasets.models import AuditEvent
 from egress_review import release
 from egress_review.models import Release, Review

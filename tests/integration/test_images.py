@@ -49,9 +49,9 @@ def tre(hub: Hub, *args: str, env: dict[str, str] | None = None) -> subprocess.C
 def registry_rows(hub: Hub) -> list[tuple[str, int, str, str]]:
     from sqlalchemy import select
 
-    from datasets.db import session_scope
+    from tre_core.db import session_scope
     from datasets.models import AnalysisImage
-    from datasets.settings import TRESettings
+    from tre_core.settings import TRESettings
 
     with session_scope(TRESettings(home=hub.home).catalogue_url) as session:
         return [(i.name, i.version, i.digest, i.status.value)
@@ -61,9 +61,9 @@ def registry_rows(hub: Hub) -> list[tuple[str, int, str, str]]:
 def audit_actions(hub: Hub) -> list[str]:
     from sqlalchemy import select
 
-    from datasets.db import session_scope
+    from tre_core.db import session_scope
     from datasets.models import AuditEvent
-    from datasets.settings import TRESettings
+    from tre_core.settings import TRESettings
 
     with session_scope(TRESettings(home=hub.home).catalogue_url) as session:
         return [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]

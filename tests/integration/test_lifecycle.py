@@ -4,31 +4,24 @@ or culling never disturbs the other tests."""
 
 from __future__ import annotations
 
+import os
 
 import pytest
 import requests
 
 from datasets import audit
-from datasets.db import session_scope
 from datasets.models import AuditEvent, Membership, Project, ProjectStatus
-from datasets.settings import TRESettings
-from tests.integration.conftest import Hub, wait_for
+from tre_core.settings import TRESettings
+from tests.integration.conftest import Hub, catalogue, running_hub, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def lifecycle_hub(docker_client):
-    hub = Hub(docker_client, settings={"TRE_RECONCILE_INTERVAL": "2"})
-    try:
-        hub.start_process()
+    with running_hub(docker_client, settings={"TRE_RECONCILE_INTERVAL": "2"}) as hub:
         yield hub
-    finally:
-        hub.close()
 
-
-def catalogue(hub: Hub):
-    return session_scope(TRESettings(home=hub.home).catalogue_url)
 
 
 def workspace_containers(hub: Hub, user: str, project: str):
@@ -174,18 +167,19 @@ def test_revoking_one_grant_stops_the_workspace_that_mounts_it(lifecycle_hub):
 
 def test_a_dataset_changed_since_registration_is_not_mounted(lifecycle_hub):
     hub = lifecycle_hub
-    data = hub.home / "data" / "lab_results" / "lab_results.csv"
-    original = data.read_bytes()
-    data.write_bytes(original.replace(b"mmol/L", b"mmol/l", 1))
+    data = hub.home / "data" / "beneficiaries" / "part-0.parquet"
+    original, before = data.read_bytes(), data.stat()
+    data.write_bytes(original + b"\0")  # a file changed after registration (root ignores its 0444)
     try:
         bob = hub.login("bob")
         reply = bob.get(f"{hub.url}/hub/spawn/bob/diabetes-outcomes")
         assert reply.status_code == 403
-        assert "Dataset lab_results failed its integrity check" in reply.text
-        assert "lab_results.csv does not match its registered sha256" in reply.text
+        assert "Dataset beneficiaries failed its integrity check" in reply.text
+        assert "part-0.parquet was changed" in reply.text and "Sam Steward" in reply.text
         assert not workspace_containers(hub, "bob", "diabetes-outcomes")
     finally:
         data.write_bytes(original)
+        os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
     with catalogue(hub) as session:
         refusals = [e for e in audit.events(session) if e.action == "workspace.refused"]
         assert refusals[-1].details["reason"] == "dataset_integrity"

@@ -12,6 +12,10 @@ catalogue.
 - cancelling at the provider brings a page saying so, in the browser's language;
 - carol, known to the catalogue but in no project, lands on the home page that says so;
 - every sign-in, refusal and sign-out is an audit row;
+- a sign-in the provider reports without the second factor (its acr is not one of
+  TRE_OIDC_ACR_VALUES) is refused with a page saying so, in the browser's language, and audited;
+- each person is bound to the provider account (sub) of their first sign-in: another account of the
+  provider with the same username is refused, in the browser's language, and audited;
 - a provider gone when the hub asks it for the tokens gives a page saying so, not a traceback;
 - a hub whose provider cannot be reached, or whose settings lack a client id, does not start and
   says why.
@@ -39,7 +43,8 @@ pytestmark = pytest.mark.integration
 PAGE_MS = 30_000
 WORKSPACE_MS = 240_000
 PROVIDER_NAME = "Test institution"
-PASSWORDS = {"alice": "alice-pass", "carol": "carol-pass", "mallory": "mallory-pass"}  # tests/oidc_provider
+PASSWORDS = {"alice": "alice-pass", "carol": "carol-pass", "mallory": "mallory-pass",
+             "alice-again": "alice-again-pass"}  # tests/oidc_provider
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +54,7 @@ def oidc_hub(docker_client) -> Iterator[tuple[Hub, OpenIDProvider]]:
     port = free_port()
     hub = Hub(docker_client, settings={
         "TRE_OIDC_ISSUER": f"http://127.0.0.1:{port}", "TRE_OIDC_CLIENT_ID": "tre-hub",
-        "TRE_OIDC_LOGIN_SERVICE": PROVIDER_NAME,
+        "TRE_OIDC_LOGIN_SERVICE": PROVIDER_NAME, "TRE_OIDC_ACR_VALUES": "urn:tre:mfa",
     })
     provider = None
     try:
@@ -166,7 +171,9 @@ def test_a_known_person_with_no_project_lands_on_the_home_page_that_says_so(oidc
     expect(page).to_have_url(re.compile(r"/hub/home$"), timeout=PAGE_MS)
     expect(page.locator("#no-projects")).to_be_visible()
     expect(page.locator("#tre-projects")).to_have_count(0)
-    assert [row["action"] for row in audit_rows(hub) if row["actor"] == "carol"] == ["login"]
+    # her first sign-in binds her to the provider's account (its sub)
+    assert [(row["action"], row["details"].get("subject")) for row in audit_rows(hub) if row["actor"] == "carol"] == [
+        ("identity.bound", "carol"), ("login", "carol")]
 
 
 def test_a_provider_gone_at_sign_in_gives_a_page_saying_so(oidc_hub, open_page):
@@ -187,6 +194,57 @@ def test_a_provider_gone_at_sign_in_gives_a_page_saying_so(oidc_hub, open_page):
     finally:
         if provider.process.poll() is not None:
             provider.start()  # the next tests need it (the hub reads its discovery document at start)
+
+
+@pytest.mark.parametrize(("locale", "refusal"), [
+    ("en-GB", "signed you in at a level of assurance this TRE does not accept (it reported “urn:tre:pwd”"),
+    ("fr-FR", "à un niveau d’assurance que ce TRE n’accepte pas (il a indiqué « urn:tre:pwd »"),
+])
+def test_a_sign_in_without_the_second_factor_is_refused_and_with_it_accepted(oidc_hub, open_page, locale, refusal):
+    """The hub asks for urn:tre:mfa (acr_values); the provider answers urn:tre:pwd (password only)."""
+    hub, provider = oidc_hub
+    before = len(audit_rows(hub))
+    provider.report_acr("urn:tre:pwd")
+    try:
+        page = open_page(locale)
+        sign_in_at_provider(page, hub, "alice")
+        expect(page.locator("body")).to_contain_text(refusal, timeout=PAGE_MS)
+        expect(page.locator("body")).not_to_contain_text("Traceback")
+        page.goto(f"{hub.url}/hub/home")
+        expect(page).to_have_url(re.compile(r"/hub/login"), timeout=PAGE_MS)  # no session
+    finally:
+        provider.report_acr("urn:tre:mfa")
+    new = audit_rows(hub)[before:]
+    assert [(row["actor"], row["action"], row["details"]["reason"], row["details"]["acr"]) for row in new] == [
+        ("alice", "login.failed", "assurance-too-low", "urn:tre:pwd")]
+    # the control: the same account, with its second factor, is signed in
+    page = open_page(locale)
+    sign_in_at_provider(page, hub, "alice")
+    expect(page).to_have_url(re.compile(r"/hub/home$"), timeout=PAGE_MS)
+
+
+@pytest.mark.parametrize(("locale", "refusal"), [
+    ("en-GB", "through another account than the one this name is bound to"),
+    ("fr-FR", "avec un autre compte que celui auquel ce nom est lié"),
+])
+def test_another_provider_account_with_the_same_username_is_refused(oidc_hub, open_page, locale, refusal):
+    hub, _ = oidc_hub
+    page = open_page("en-GB")
+    sign_in_at_provider(page, hub, "alice")  # binds alice to the sub "alice" if no test did before
+    expect(page).to_have_url(re.compile(r"/hub/home$"), timeout=PAGE_MS)
+    bound = [row for row in audit_rows(hub) if row["action"] == "identity.bound" and row["actor"] == "alice"]
+    assert [row["details"]["subject"] for row in bound] == ["alice"]
+
+    before = len(audit_rows(hub))
+    page = open_page(locale)
+    sign_in_at_provider(page, hub, "alice-again")  # the provider's preferred_username: alice; sub: another
+    expect(page.locator("body")).to_contain_text(refusal, timeout=PAGE_MS)
+    expect(page.locator("body")).not_to_contain_text("Traceback")
+    page.goto(f"{hub.url}/hub/home")
+    expect(page).to_have_url(re.compile(r"/hub/login"), timeout=PAGE_MS)
+    new = audit_rows(hub)[before:]
+    assert [(row["actor"], row["action"], row["details"]["reason"], row["details"]["subject"]) for row in new] == [
+        ("alice", "login.failed", "subject-mismatch", "f3c1-alice-2")]
 
 
 @pytest.mark.parametrize(("change", "named"), [

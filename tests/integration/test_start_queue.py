@@ -22,10 +22,10 @@ import requests
 from playwright.sync_api import expect
 
 from datasets.audit import AuditAction
-from datasets.db import session_scope
+from tre_core.db import session_scope
 from datasets.models import AuditEvent
-from datasets.settings import TRESettings
-from tests.integration.conftest import Hub, hub_xsrf, wait_for
+from tre_core.settings import TRESettings
+from tests.integration.conftest import Hub, hub_xsrf, running_hub, wait_for
 from tests.integration.test_browser import sign_in
 
 pytestmark = pytest.mark.integration
@@ -36,12 +36,8 @@ WAIT = 240  # seconds: two cores shared with other runs; one start is a few seco
 
 @pytest.fixture(scope="module")
 def one_slot_hub(docker_client) -> Iterator[Hub]:
-    hub = Hub(docker_client, settings={"TRE_CONCURRENT_STARTS": "1"})
-    try:
-        hub.start_process()
+    with running_hub(docker_client, settings={"TRE_CONCURRENT_STARTS": "1"}) as hub:
         yield hub
-    finally:
-        hub.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ host engine's settings:
 - ``tre/singleuser`` loaded into both engines (``docker save`` from the host engine);
 - the demo catalogue's datasets only on node 2 (the data folder bind-mounted there, and node
   labels ``tre.dataset.claims=2024.1``, ``tre.dataset.hospital_stays=2024.1``, nothing of
-  ``lab_results``); the workspaces folder on both, as shared storage is;
+  ``beneficiaries``); the workspaces folder on both, as shared storage is;
 - ``ProjectSwarmSpawner`` driven directly against node 1's engine, with the few JupyterHub objects
   it needs, no hub process; where the hub's container would be, on node 1, an HTTP server on the
   hub's port stands in for it (``hub_container``), so the test proves the spawner joins it to the
@@ -15,7 +15,7 @@ host engine's settings:
   API checks need the real hub: they stay with tests/integration/test_attacks.py, on one host.
 
 It proves that alice's cardio-risk workspace is placed on node 2, the only node holding its
-datasets; that bob's diabetes-outcomes workspace (lab_results, held by no node) is refused with a
+datasets; that bob's diabetes-outcomes workspace (beneficiaries, held by no node) is refused with a
 clear message instead of pending for ever; and that the attack suite's network and mount checks,
 run inside the task's container through node 2's engine, find every wall in place.
 """
@@ -41,11 +41,11 @@ import docker
 import pytest
 
 from datasets.audit import AuditAction
-from datasets.db import session_scope
+from tre_core.db import session_scope
 from datasets.models import AuditEvent
-from datasets.settings import TRESettings
+from tre_core.settings import TRESettings
 from datasets import workflow
-from spawner import reconciler
+from hub import reconciler
 from spawner.catalogue_workspace import WorkspaceRefused
 from spawner.swarm_spawner import ProjectSwarmSpawner
 from tests.integration import attack_suite, canary
@@ -58,13 +58,15 @@ NODE_CONTEXT = Path(__file__).parent / "swarm_node"
 SUITE_SOURCE = Path(attack_suite.__file__).read_text()
 CANARY_SOURCE = Path(canary.__file__).read_text()
 ALICE_DATASETS = ["claims", "hospital_stays"]
-ALL_DATASETS = ["claims", "hospital_stays", "lab_results"]
+ALL_DATASETS = ["beneficiaries", "claims", "cohort", "hospital_stays", "referentials"]
 HTTP_PORT = 8080
 DNS_PORT = 53
-# The network and mount checks (and the process walls they rest on); the hub API and host
-# listener checks need a hub on the swarm, the resource hogs a quiet machine: test_attacks.py.
+# The network and mount checks (and the process walls they rest on); the hub API, package index and
+# host listener checks need a hub and its index on the swarm, the resource hogs a quiet machine:
+# test_attacks.py.
 SKIPPED_ATTACKS = [a for a in attack_suite.ATTACK_IDS
-                   if a.startswith(("control-", "hub-api-", "host-")) or a in ("fork-bomb", "memory-hog")]
+                   if a.startswith(("control-", "hub-api-", "host-", "package-index-"))
+                   or a in ("fork-bomb", "memory-hog", "cpu-limit")]
 
 
 def phase(timings: dict[str, float], name: str, began: float) -> float:
@@ -372,7 +374,7 @@ def test_a_project_whose_datasets_no_node_holds_is_refused_in_words(swarm):
         asyncio.run(spawner.start())
     message = refused.value.jupyterhub_message
     assert "No machine of the platform holds the datasets of project diabetes-outcomes" in message
-    assert "claims 2024.1, lab_results 2024.1" in message
+    assert "beneficiaries 2024.1, claims 2024.1" in message
     assert not swarm.manager.client.services.list(filters={"name": spawner.service_name})
     [row] = [r for r in audit_rows(swarm, AuditAction.WORKSPACE_REFUSED) if r["project"] == "diabetes-outcomes"]
     assert row["reason"] == "no_node_for_datasets" and row["actor"] == "bob"
@@ -392,6 +394,9 @@ def attack_results(swarm, alice_workspace, canaries):
         "other_project": "diabetes-outcomes", "other_project_markers": [str(marker), f"/project/{marker.name}"],
         "project_subnet": network["Subnet"], "gateway": network["Gateway"],
         "canary_http": canaries.http, "canary_dns": canaries.dns, "canary_name": canaries.name,
+        # whatever listens on port 53 of the node's gateway: any reply is a finding (an attack given
+        # no address now counts as not blocked, so it is asked for real)
+        "host_dns": f"{network['Gateway']}:53",
         "other_server_address": canaries.http_other, "skip": SKIPPED_ATTACKS,
     }
     since = int(time.time()) - 1
@@ -418,7 +423,8 @@ def test_network_and_mount_attacks_are_all_blocked(attack_results):
     for expected in ("route-out", "dns-via-resolver", "dns-direct-canary-server", "canary-http-reachable",
                      "other-project-server-reachable", "data-write-new-file", "data-overwrite-file",
                      "data-delete-file", "data-ungranted-dataset-visible", "other-project-files-visible",
-                     "setuid-binaries", "capabilities", "mount-syscall", "docker-socket"):
+                     "setuid-binaries", "capabilities", "mount-syscall", "docker-socket", "dns-direct-host-gateway",
+                     "no-new-privileges-outside-wrapper", "process-vm", "device-nodes"):
         assert expected in ran, f"{expected} did not run"
     failed = [r for r in results if not r["blocked"] or r.get("error")]
     assert not failed, json.dumps(failed, indent=1)

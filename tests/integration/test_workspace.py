@@ -67,22 +67,23 @@ def test_workspace_holds_exactly_the_projects_datasets(alice_cardio):
 
 
 def test_datasets_read_with_pandas(hub, alice_cardio):
-    rows = python_in(alice_cardio, "import pandas as pd; print(len(pd.read_parquet('/data/claims/claims.parquet')))")
-    from datasets.db import session_scope
+    rows = python_in(alice_cardio, "import pandas as pd; print(len(pd.read_parquet('/data/claims')))")
+    from tre_core.db import session_scope
     from datasets.models import Dataset
-    from datasets.settings import TRESettings
+    from tre_core.settings import TRESettings
 
     with session_scope(TRESettings(home=hub.home).catalogue_url) as session:
         assert int(rows) == session.get(Dataset, "claims").row_count > 10_000
-    csv_rows = python_in(alice_cardio, "import pandas as pd; print(len(pd.read_csv('/data/hospital_stays/hospital_stays.csv')))")
-    assert int(csv_rows) > 1000
+    one_year = python_in(alice_cardio, "import pandas as pd; "
+                         "print(len(pd.read_parquet('/data/hospital_stays/year=2023/part-0.parquet')))")
+    assert int(one_year) > 100
 
 
 def test_data_is_read_only(alice_cardio):
-    for target in ("/data/claims/new.csv", "/data/claims/claims.csv", "/data/new"):
+    for target in ("/data/claims/new.parquet", "/data/claims/year=2022/month=01/part-0.parquet", "/data/new"):
         status, output = run(alice_cardio, "sh", "-c", f"echo x > {target}")
         assert status != 0 and "Read-only file system" in output, (target, output)
-    status, output = run(alice_cardio, "rm", "/data/claims/claims.parquet")
+    status, output = run(alice_cardio, "rm", "/data/claims/year=2022/month=01/part-0.parquet")
     assert status != 0 and "Read-only file system" in output
 
 
@@ -146,12 +147,13 @@ def test_an_image_cannot_be_chosen_at_start(hub):
     assert reply.status_code == 403 and "pinned for its project" in reply.json()["message"]
 
 
-def test_bob_sees_claims_and_lab_results_only(hub):
+def test_bob_sees_beneficiaries_and_claims_only(hub):
     bob = hub.login("bob")
     container = hub.start(bob, "bob", "diabetes-outcomes")
     try:
-        assert run(container, "ls", "/data")[1].split() == ["claims", "lab_results"]
-        assert run(container, "ls", "/project")[1].split() == ["outputs"]  # not cardio-risk's notes
+        assert run(container, "ls", "/data")[1].split() == ["beneficiaries", "claims"]
+        # not cardio-risk's notes: its own outputs, the link to /data and the starter notebook
+        assert run(container, "ls", "/project")[1].split() == ["data", "outputs", "starter.ipynb"]
         networks = set(container.attrs["NetworkSettings"]["Networks"])
         assert networks == {f"tre-{hub.instance}-diabetes-outcomes"}
     finally:

@@ -10,6 +10,8 @@
 //
 // Prints "ready <issuer>" once it listens; stops on SIGTERM. POST /test/crash-after-next-code makes
 // it vanish right after its next authorization response (the sign-on tests' "provider gone" case).
+// POST /test/acr?value=<acr> sets the authentication context class the next sign-ins report (and
+// their amr): "urn:tre:mfa" (password and one-time code, the default) or "urn:tre:pwd" (password only).
 
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -18,12 +20,18 @@ import Provider from 'oidc-provider';
 const [port, callbackUrl, postLogoutUrl, clientSecret, address = '127.0.0.1'] = process.argv.slice(2);
 const issuer = `http://${address}:${port}`;
 
-// alice: a researcher of the catalogue; carol: known, in no project; mallory: unknown to the catalogue
+// Keyed by the login typed on the sign-in page. alice: a researcher of the catalogue; carol: known,
+// in no project; mallory: unknown to the catalogue; alice-again: another account of the provider
+// (another sub) whose preferred_username is also "alice" (a re-created or reassigned account).
 const ACCOUNTS = {
-  alice: { password: 'alice-pass', email: 'alice@example.org', name: 'Alice Martin' },
-  carol: { password: 'carol-pass', email: 'carol@example.org', name: 'Carol Moreau' },
-  mallory: { password: 'mallory-pass', email: 'mallory@example.net', name: 'Mallory Unknown' },
+  alice: { sub: 'alice', username: 'alice', password: 'alice-pass', email: 'alice@example.org', name: 'Alice Martin' },
+  carol: { sub: 'carol', username: 'carol', password: 'carol-pass', email: 'carol@example.org', name: 'Carol Moreau' },
+  mallory: { sub: 'mallory', username: 'mallory', password: 'mallory-pass', email: 'mallory@example.net', name: 'Mallory Unknown' },
+  'alice-again': { sub: 'f3c1-alice-2', username: 'alice', password: 'alice-again-pass', email: 'alice@example.org', name: 'Alice Martin' },
 };
+const BY_SUB = Object.fromEntries(Object.values(ACCOUNTS).map((account) => [account.sub, account]));
+const AMR = { 'urn:tre:mfa': ['pwd', 'otp'], 'urn:tre:pwd': ['pwd'] };
+let acr = 'urn:tre:mfa';
 
 const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -45,13 +53,14 @@ const provider = new Provider(issuer, {
   pkce: { required: () => true },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   claims: { openid: ['sub'], profile: ['preferred_username', 'name'], email: ['email'] },
+  acrValues: Object.keys(AMR),
   async findAccount(ctx, sub) {
-    const account = ACCOUNTS[sub];
+    const account = BY_SUB[sub];
     if (!account) return undefined;
     return {
       accountId: sub,
       async claims() {
-        return { sub, preferred_username: sub, name: account.name, email: account.email };
+        return { sub, preferred_username: account.username, name: account.name, email: account.email };
       },
     };
   },
@@ -120,7 +129,8 @@ async function interaction(req, res, uid, action) {
       res.end(loginForm(uid, 'Wrong username or password.'));
       return;
     }
-    await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+    await provider.interactionFinished(req, res, { login: { accountId: account.sub, acr, amr: AMR[acr] } },
+      { mergeWithLastSubmission: false });
     return;
   }
   if (action === 'abort' && req.method === 'POST') {
@@ -153,6 +163,18 @@ const callback = provider.callback();
 const server = http.createServer((req, res) => {
   if (req.method === 'POST' && req.url === '/test/crash-after-next-code') {
     crashAfterNextCode = true;
+    res.writeHead(204);
+    res.end();
+    return;
+  }
+  if (req.method === 'POST' && req.url.startsWith('/test/acr?')) {
+    const value = new URLSearchParams(req.url.split('?')[1]).get('value');
+    if (!AMR[value]) {
+      res.writeHead(400);
+      res.end();
+      return;
+    }
+    acr = value;
     res.writeHead(204);
     res.end();
     return;

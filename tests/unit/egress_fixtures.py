@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from datasets.db import session_scope
+from tre_core.db import session_scope
 from datasets.models import Person
-from egress_review.requests import Airlock, Limits
+from egress_review.logic import Airlock, Limits
 from egress_review.store import Store
 
 TODAY = dt.date(2026, 11, 23)

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from datasets import catalogue as cat
-from datasets.catalogue import AccessRefused, Refusal, workspace_access
-from datasets.cli import DEMO_CATALOGUE
-from datasets.db import session_scope
+from datasets.access import AccessRefused, Refusal, workspace_access
+from demo.commands import DEMO_CATALOGUE
+from tre_core.db import session_scope
 from datasets.messages import explain
 from datasets.models import Grant, Project, ProjectStatus
 
@@ -32,7 +32,7 @@ def refusal(url, user, project, today=TODAY) -> AccessRefused:
 def test_members_get_exactly_their_projects_datasets(catalogue_url):
     assert [d.slug for d in access(catalogue_url, "alice", "cardio-risk").datasets] == ["claims", "hospital_stays"]
     assert [d.slug for d in access(catalogue_url, "erin", "cardio-risk").datasets] == ["claims", "hospital_stays"]
-    assert [d.slug for d in access(catalogue_url, "bob", "diabetes-outcomes").datasets] == ["claims", "lab_results"]
+    assert [d.slug for d in access(catalogue_url, "bob", "diabetes-outcomes").datasets] == ["beneficiaries", "claims"]
 
 
 def test_non_member_is_refused_and_told_whom_to_ask(catalogue_url):
@@ -83,7 +83,7 @@ def test_suspended_project_cannot_start(catalogue_url):
 def test_loading_twice_changes_nothing(catalogue_url, tmp_path):
     with session_scope(catalogue_url) as session:
         counts = cat.load_catalogue(session, cat.read_catalogue_file(DEMO_CATALOGUE), tmp_path / "data")
-        assert counts == {"people": 7, "datasets": 3, "projects": 2}
+        assert counts == {"people": 7, "datasets": 5, "projects": 2}
         assert len(session.scalars(select(Grant)).all()) == 4
     assert [d.slug for d in access(catalogue_url, "alice", "cardio-risk").datasets] == ["claims", "hospital_stays"]
 
@@ -94,7 +94,8 @@ def test_dataset_files_are_fingerprinted(catalogue_url):
     with session_scope(catalogue_url) as session:
         claims = session.get(Dataset, "claims")
         assert claims.row_count == 2
-        assert list(claims.file_hashes) == ["claims.parquet"] and len(claims.file_hashes["claims.parquet"]) == 64
+        assert list(claims.file_hashes) == ["_DATASET.md", "claims.parquet"]
+        assert len(claims.file_hashes["claims.parquet"]) == 64
         assert {c["name"]: c["identifier"] for c in claims.columns}["patient_id"] == "direct"
 
 
@@ -147,7 +148,7 @@ def test_a_dataset_whose_files_lead_out_of_the_data_root_is_refused(catalogue_ur
         (data / "evil" / "secret.csv").symlink_to(outside / "secret.csv")
     catalogue = cat.CatalogueFile.model_validate({"datasets": [
         {"slug": "evil", "title": "t", "data_controller": "c", "sensitivity": "s", "version": "1", "storage_path": "evil"}]})
-    with pytest.raises(cat.CatalogueFileError, match="outside the data root|symbolic links"):
+    with pytest.raises(cat.CatalogueFileError, match="outside the data root|is a symbolic link"):
         with session_scope(catalogue_url) as session:
             cat.load_catalogue(session, catalogue, data)
     with session_scope(catalogue_url) as session:
@@ -165,15 +166,42 @@ def test_a_failed_load_leaves_the_catalogue_as_it_was(catalogue_url, tmp_path):
         assert session.get(Project, "cardio-risk").title == "Cardiovascular risk after hospital stays"
 
 
-def test_a_grant_is_for_the_version_it_names(catalogue_url):
-    from datasets import workflow
-    from datasets.models import Dataset
+def test_a_grant_is_for_the_version_it_names(catalogue_url, tmp_path):
+    import pandas as pd
+
+    from datasets import versions, workflow
+    from datasets.models import Dataset, DatasetVersion, VersionStatus
+
+    data = tmp_path / "data"
+    (data / "beneficiaries-2027").mkdir()
+    pd.DataFrame({"patient_id": ["a", "b", "c"], "value": [1, 2, 3]}).to_parquet(data / "beneficiaries-2027" / "p.parquet")
+    new = versions.manifest_of(data, "beneficiaries-2027")
+    with session_scope(catalogue_url) as session:
+        old = session.get(Dataset, "beneficiaries").version
+        workflow.register_dataset(session, "steward", Dataset(
+            slug="beneficiaries", title="Beneficiaries", data_controller="c", sensitivity="s", version="2027.1",
+            storage_path="beneficiaries-2027", columns=[]), new, data)
+        assert [v.version for v in session.get(Dataset, "beneficiaries").versions] == [old, "2027.1"]
+    # the new version registers beside the old one; the project keeps the version it was granted
+    granted = access(catalogue_url, "bob", "diabetes-outcomes").datasets
+    assert [(d.slug, d.version, str(d.storage_path)) for d in granted][0] == ("beneficiaries", old, "beneficiaries")
+    with session_scope(catalogue_url) as session:
+        workflow.add_grant(session, "steward", "diabetes-outcomes", "beneficiaries", starts_on=TODAY,
+                           ends_on=TODAY + dt.timedelta(days=365), approval_reference="CNIL-DR-2027-001")
+        versions.retire(session, "steward", "beneficiaries", old)
+        assert session.get(DatasetVersion, ("beneficiaries", old)).status is VersionStatus.RETIRED
+    granted = access(catalogue_url, "bob", "diabetes-outcomes").datasets
+    assert [(d.slug, d.version, str(d.storage_path)) for d in granted] == [
+        ("beneficiaries", "2027.1", "beneficiaries-2027"), ("claims", granted[1].version, "claims")]
+    assert granted[0].root_hash == new.root_hash and len(granted[0].files) == 1
+
+
+def test_a_suspended_version_refuses_the_start_naming_the_stewards(catalogue_url):
+    from datasets import versions
 
     with session_scope(catalogue_url) as session:
-        session.get(Dataset, "lab_results").version = "2027.1"  # a steward registered new files
-    assert [d.slug for d in access(catalogue_url, "bob", "diabetes-outcomes").datasets] == ["claims"]
-    with session_scope(catalogue_url) as session:
-        workflow.add_grant(session, "steward", "diabetes-outcomes", "lab_results", starts_on=TODAY,
-                           ends_on=TODAY + dt.timedelta(days=365), approval_reference="CNIL-DR-2027-001")
-    granted = access(catalogue_url, "bob", "diabetes-outcomes").datasets
-    assert [(d.slug, d.version) for d in granted] == [("claims", granted[0].version), ("lab_results", "2027.1")]
+        versions.suspend(session, "scrubber", "claims", "2024.1", "claims.parquet does not match its registered sha256")
+    with pytest.raises(AccessRefused) as refused:
+        access(catalogue_url, "bob", "diabetes-outcomes")
+    assert refused.value.reason is Refusal.DATASET_SUSPENDED
+    assert "Sam Steward" in explain(refused.value, "en") and "suspendu" in explain(refused.value, "fr")

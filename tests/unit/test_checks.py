@@ -253,7 +253,7 @@ def test_crosstab_and_pivot_from_the_rows_flag_cells_by_hand():
 
 def test_submission_runs_the_checks_with_the_catalogues_identifiers_and_overrides(catalogue_url, tmp_path):
     """cardio-risk is granted the demo datasets, whose stand-in Parquet files hold patient ids "a", "b"."""
-    from datasets.db import session_scope
+    from tre_core.db import session_scope
     from datasets.models import Project
     from tests.unit.egress_fixtures import make_airlock
 
@@ -280,7 +280,7 @@ def test_submission_runs_the_checks_with_the_catalogues_identifiers_and_override
 
 
 def test_the_demo_catalogue_carries_a_projects_overrides(catalogue_url):
-    from datasets.db import session_scope
+    from tre_core.db import session_scope
     from datasets.models import Project
 
     with session_scope(catalogue_url) as session:

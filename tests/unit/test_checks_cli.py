@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from datasets.cli import app
+from tre_core.cli import app
 from egress_review.checks import cli as standalone
 from egress_review.checks.identifiers import IdentifierIndex
 

@@ -17,7 +17,7 @@ import pytest
 from bs4 import BeautifulSoup
 from typer.testing import CliRunner
 
-from datasets.db import session_scope
+from tre_core.db import session_scope
 from egress_review import checks
 from egress_review.checks.i18n import Msg, catalogue, language_of, read_po, said, said_param
 from egress_review.models import RequestFile
@@ -25,7 +25,7 @@ from tests.unit.egress_fixtures import TODAY  # noqa: F401 - the fixtures' day
 from tests.unit.test_egress_service import browser, service  # noqa: F401 - the service fixture
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = sorted((ROOT / "egress_review" / "checks").glob("*.py")) + [ROOT / "egress_review" / "requests.py"]
+SOURCES = sorted((ROOT / "egress_review" / "checks").glob("*.py")) + [ROOT / "egress_review" / "submission.py"]
 SMALL = "region,readmissions\n11,4\n84,37\n"
 
 
@@ -49,7 +49,7 @@ def test_every_check_message_has_a_french_translation_with_the_same_parameters()
     assert len(ids) > 50  # the walk sees the rules' messages
     french = catalogue("fr")
     missing = [f"{where}: {msgid}" for where, msgid in ids if msgid not in french]
-    assert not missing, "untranslated (add them to datasets/locale/fr/LC_MESSAGES/tre.po):\n" + "\n".join(missing)
+    assert not missing, "untranslated (add them to tre_core/locale/fr/LC_MESSAGES/tre.po):\n" + "\n".join(missing)
     for where, msgid in ids:
         assert set(re.findall(r"{(\w+)}", french[msgid])) == set(re.findall(r"{(\w+)}", msgid)), where
     assert not [d for d in checks.DESCRIPTIONS.values() if d not in french]
@@ -57,9 +57,9 @@ def test_every_check_message_has_a_french_translation_with_the_same_parameters()
 
 def test_the_checks_read_the_catalogue_as_babel_does():
     """The small .po reader (the workspace image has no Babel) agrees with the pages' reader."""
-    from datasets.i18n import _messages
+    from tre_core.i18n import _messages
 
-    path = ROOT / "datasets" / "locale" / "fr" / "LC_MESSAGES" / "tre.po"
+    path = ROOT / "tre_core" / "locale" / "fr" / "LC_MESSAGES" / "tre.po"
     assert read_po(path.read_text(encoding="utf-8")) == _messages("fr")
 
 
@@ -127,7 +127,7 @@ def test_tre_check_in_french_from_the_locale(tmp_path):
 
 
 def test_the_hubs_tre_check_takes_lang_and_refuses_an_unknown_one(tmp_path, monkeypatch):
-    from datasets.cli import app
+    from tre_core.cli import app
 
     (tmp_path / "small.csv").write_text(SMALL)
     monkeypatch.delenv("LC_ALL", raising=False)

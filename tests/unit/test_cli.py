@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from datasets.cli import app
-from datasets.db import session_scope
+from tre_core.cli import app
+from tre_core.db import session_scope
+from datasets import audit
 from datasets.models import AuditEvent
 
 runner = CliRunner()
@@ -46,10 +47,12 @@ def test_refusals_say_why_and_exit_non_zero(tre):
 
 
 def test_audit_verify_names_the_first_bad_row(tre, catalogue_url):
+    with session_scope(catalogue_url) as session:  # the demo catalogue's load: one row per member and grant
+        before = len(list(audit.events(session)))
     for project in ("cardio-risk", "diabetes-outcomes"):
         assert tre("projects", "suspend", project, "--as", "steward", "--reason", "x").exit_code == 0
     result = tre("audit", "verify")
-    assert result.exit_code == 0 and "intact: 2 rows" in result.output
+    assert result.exit_code == 0 and f"intact: {before + 2} rows" in result.output
     with session_scope(catalogue_url) as session:
         session.execute(update(AuditEvent).where(AuditEvent.seq == 1).values(details={"reason": "nothing"}))
     result = tre("audit", "verify")
@@ -79,9 +82,53 @@ def test_the_audit_log_names_the_host_account_that_ran_the_command(tre, catalogu
 
 
 def test_a_grant_recorded_twice_is_refused_in_words(tre):
-    args = ("projects", "grant", "cardio-risk", "lab_results", "--as", "steward", "--reference", "R-1",
+    args = ("projects", "grant", "cardio-risk", "beneficiaries", "--as", "steward", "--reference", "R-1",
             "--from", "2026-01-01", "--until", "2027-01-01")
     assert tre(*args).exit_code == 0
     again = tre(*args)
     assert again.exit_code != 0 and "Traceback" not in again.output
     assert "nothing was changed" in again.output or "already" in again.output, again.output
+
+
+def test_listings_give_machines_whole_values(tre):
+    """Piped (CliRunner is no terminal) or with --json, names and digests are whole: ``| grep`` works."""
+    import json
+
+    piped = tre("catalogue", "projects")
+    assert piped.exit_code == 0, piped.output
+    header, *lines = piped.output.splitlines()
+    assert header.split("\t") == ["project", "status", "ends_on", "members", "datasets_in_force"]
+    assert any(line.startswith("cardio-risk\t") for line in lines)
+    as_json = tre("catalogue", "projects", "--json")
+    rows = json.loads(as_json.output)
+    assert {row["project"] for row in rows} >= {"cardio-risk", "diabetes-outcomes"}
+    datasets = json.loads(tre("datasets", "list", "--json").output)
+    assert datasets and all(set(row) >= {"dataset", "version", "files"} for row in datasets)
+    images = tre("images", "list", "--json")
+    assert images.exit_code == 0 and json.loads(images.output) == []
+
+
+def test_without_tre_home_the_demo_state_is_found(monkeypatch, tmp_path):
+    """After ``./setup.sh demo`` the README's ``tre audit verify`` needs no variable: the default home
+    falls back to the checkout's demo folder when no production state exists; the refusal says what
+    to set when neither exists."""
+    from tre_core import settings as tre_settings
+
+    monkeypatch.delenv("TRE_HOME", raising=False)
+    monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
+    production, demo = tmp_path / "var-lib-tre", tmp_path / "checkout" / ".tre" / "demo"
+    monkeypatch.setattr(tre_settings, "PRODUCTION_HOME", production)
+    monkeypatch.setattr(tre_settings, "DEMO_HOME", demo)
+    assert tre_settings.TRESettings().home == production
+    refused = runner.invoke(app, ["audit", "verify"])
+    assert refused.exit_code == 1 and "Set TRE_HOME to the folder that holds tre.sqlite" in refused.output
+    demo.mkdir(parents=True)
+    from datasets.schema import upgrade
+
+    upgrade(f"sqlite:///{demo / 'tre.sqlite'}")
+    assert tre_settings.TRESettings().home == demo
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 0 and "intact" in result.output, result.output
+    (production).mkdir()
+    (production / "tre.sqlite").touch()
+    assert tre_settings.TRESettings().home == production

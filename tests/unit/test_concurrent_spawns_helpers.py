@@ -18,6 +18,7 @@ from benchmarks.concurrent_spawns import (
     project_of,
 )
 from datasets import catalogue as cat
+from datasets.access import AccessRefused, workspace_access
 
 
 def test_people_are_put_in_projects_of_ten_each_granted_two_datasets():
@@ -29,16 +30,16 @@ def test_people_are_put_in_projects_of_ten_each_granted_two_datasets():
 
 
 def test_the_catalogue_loads_and_each_person_may_start_their_project(catalogue_url, tmp_path):
-    from datasets.db import session_scope
+    from tre_core.db import session_scope
 
     today = dt.date(2026, 11, 23)
     with session_scope(catalogue_url) as session:  # the demo catalogue, whose datasets it grants
         cat.load_catalogue(session, benchmark_catalogue(12, today), tmp_path / "data")
     with session_scope(catalogue_url) as session:
-        access = cat.workspace_access(session, "bench012", "bench-p2", today)
+        access = workspace_access(session, "bench012", "bench-p2", today)
         assert {d.slug for d in access.datasets} == {"claims", "hospital_stays"}
-        with pytest.raises(cat.AccessRefused):
-            cat.workspace_access(session, "bench012", "bench-p1", today)
+        with pytest.raises(AccessRefused):
+            workspace_access(session, "bench012", "bench-p1", today)
 
 
 def test_percentiles_are_nearest_rank():

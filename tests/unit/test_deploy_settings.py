@@ -3,8 +3,8 @@ own database in PostgreSQL, and database passwords that never reach a terminal."
 
 from __future__ import annotations
 
-from datasets.cli import _shown_url
-from datasets.settings import TRESettings
+from tre_core.terminal import shown_url as _shown_url
+from tre_core.settings import TRESettings
 
 
 def test_the_hubs_database_url_is_read_from_the_environment(monkeypatch, tmp_path):

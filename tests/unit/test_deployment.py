@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from datasets.deployment import DeploymentError, problems, require_sound_deployment
-from datasets.settings import TRESettings
+from tre_core.deployment import DeploymentError, problems, require_sound_deployment
+from tre_core.settings import TRESettings
 
 PG = "postgresql+psycopg://tre:secret@db.internal:5432/tre"
 HUB_PG = "postgresql+psycopg://hub:secret@db.internal:5432/hub"

@@ -3,6 +3,7 @@ workflow rules, frozen files, path attacks, the signed release, the audit trail 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -13,13 +14,14 @@ import pytest
 from sqlalchemy import select
 
 from datasets import audit
-from datasets.db import session_scope
+from tre_core.db import session_scope
 from datasets.models import AuditEvent, Project
 from egress_review import release
 from egress_review.notify import smtp_sender
-from egress_review.requests import BadInput, Forbidden, NotFound
+from egress_review.errors import BadInput, Forbidden, NotFound
 from egress_review.store import sha256_of
-from egress_review.workflow import StateConflict
+from egress_review.errors import StateConflict
+from egress_review.models import Decision, ExportRequest, RequestState, Review
 from tests.unit.egress_fixtures import TABLE, make_airlock, submitted_request
 
 
@@ -446,3 +448,93 @@ def test_a_review_of_a_file_replaced_since_it_was_seen_is_refused(airlock):
     with pytest.raises(StateConflict, match="changed since you opened it"):
         airlock.review("carol", request, {table: "approve"}, seen={table: "0" * 64})
     assert airlock.review("carol", request, {table: "approve"}, seen=seen) == "partially_reviewed"
+
+
+SMALL = "region,readmissions\n11,3\n84,37\n"  # a count of 3: the threshold rule fails it
+
+
+def failing_request(airlock, tmp_path) -> tuple[int, int]:
+    (tmp_path / "workspaces/cardio-risk/shared/outputs/small.csv").write_text(SMALL)
+    request = airlock.create("alice", "cardio-risk", "Small counts")
+    file_id = airlock.add_file("alice", request, "outputs/small.csv", "Table 2", "output",
+                               context="Readmissions by region", controls="None")
+    airlock.submit("alice", request)
+    assert next(f for f in airlock.get("carol", request).files if f.id == file_id).checks[1]["status"] == "fail"
+    return request, file_id
+
+
+def test_a_fail_is_final_unless_a_checker_overrides_it_with_a_written_reason(airlock, catalogue_url, tmp_path):
+    request, small = failing_request(airlock, tmp_path)
+    with pytest.raises(BadInput, match="small.csv failed the automatic checks: a Fail is final unless you override"):
+        airlock.review("carol", request, {small: "approve"})
+    with pytest.raises(BadInput, match="override"):  # a blank reason is no reason
+        airlock.review("carol", request, {small: "approve"}, overrides={small: "   "})
+    assert airlock.get("carol", request).state == "submitted" and actions(catalogue_url, request)[-1] == \
+        "egress.submitted"
+    # Other decisions on a failed file need no reason.
+    assert airlock.review("dave", request, {small: "changes_requested"}) == "partially_reviewed"
+
+
+def test_an_overridden_fail_is_shown_to_the_other_checker_and_signed_into_the_record(airlock, catalogue_url,
+                                                                                     tmp_path):
+    request, small = failing_request(airlock, tmp_path)
+    reason = "The 3 is the number of regions, not of people; agreed with the PI."
+    assert airlock.review("carol", request, {small: "approve"}, overrides={small: reason}) == "partially_reviewed"
+    assert airlock.review("dave", request, {small: "approve"}, overrides={small: "Region count, not people."}) \
+        == "reviewed"
+    seen_by_dave = next(f for f in airlock.get("dave", request).files if f.id == small).reviews
+    assert {"reviewer": "carol", "override": reason}.items() <= next(
+        r for r in seen_by_dave if r["reviewer"] == "carol").items()
+    with session_scope(catalogue_url) as session:
+        reviewed = [e.details for e in session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "egress.reviewed")) if e.details.get("request") == request]
+    assert reviewed[0]["overrides"] == {str(small): reason}
+    airlock.release("dave", request)
+    folder = airlock.store.releases / str(request)
+    assert release.verify_release(folder, release.public_key(tmp_path / "secrets")).ok
+    record = json.loads((folder / release.RECORD).read_text())
+    reviews = {r["reviewer"]: r for r in record["files"][0]["reviews"]}
+    assert reviews["carol"]["override"] == reason and reviews["carol"]["decision"] == "approve"
+
+
+def test_a_failed_file_approved_without_an_override_on_record_is_not_released(airlock, catalogue_url, tmp_path):
+    """Approvals recorded before overrides existed (migration 0009a) do not release a failed file."""
+    request, small = failing_request(airlock, tmp_path)
+    with session_scope(catalogue_url) as session:
+        for checker in ("carol", "dave"):
+            session.add(Review(file_id=small, reviewer=checker, decision=Decision.APPROVE,
+                               at=dt.datetime.now(dt.UTC)))
+        session.get(ExportRequest, request).state = RequestState.REVIEWED
+    with pytest.raises(StateConflict, match="small.csv failed the automatic checks and no checker overrode the Fail"):
+        airlock.release("carol", request)
+    assert airlock.get("carol", request).state == "reviewed"
+    assert not (airlock.store.releases / str(request)).exists()
+
+
+def test_a_checker_who_once_was_a_member_does_not_review_and_no_act_reads_the_audit_log(airlock, catalogue_url):
+    """Who is tied to a project is the access module's answer from the membership history, never a
+    scan of the audit log (which grows with every act)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from datasets import workflow
+
+    with session_scope(catalogue_url) as session:
+        workflow.add_member(session, "steward", "cardio-risk", "dave")
+    with session_scope(catalogue_url) as session:
+        workflow.remove_member(session, "steward", "cardio-risk", "dave")
+    request = submitted_request(airlock)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        with pytest.raises(NotFound):  # a tied checker does not even see it
+            airlock.review("dave", request, {output_id(airlock, request): "approve"})
+        assert [r.id for r in airlock.queue("carol")] == [request] and airlock.queue("dave") == []
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if "audit_events" in s and s.lstrip().upper().startswith("SELECT")]
+    assert statements and not reads

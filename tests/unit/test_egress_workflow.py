@@ -9,7 +9,7 @@ import pytest
 from egress_review.models import RequestState as S
 from egress_review.permissions import (Actor, RequestFacts, may_view, refusal_to_create, refusal_to_download,
                                        refusal_to_edit, refusal_to_review)
-from egress_review.workflow import (TERMINAL, TRANSITIONS, StateConflict, Step, allowed, require_transition,
+from egress_review.policies import (TERMINAL, TRANSITIONS, StateConflict, Step, allowed, require_transition,
                                     state_after_reviews)
 
 TODAY = dt.date(2026, 11, 23)

@@ -1,4 +1,4 @@
-"""A hub service's command outlives no hub: ``spawner.hub_child`` ends it once its hub is gone."""
+"""A hub service's command outlives no hub: ``hub.service_runner`` ends it once its hub is gone."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 
-# Stands for the hub: starts hub_child (which starts a long sleep), prints the sleep's pid, waits.
+# Stands for the hub: starts hub.service_runner (which starts a long sleep), prints the sleep's pid, waits.
 FAKE_HUB = (
     "import subprocess, sys, time\n"
-    "guard = subprocess.Popen([sys.executable, '-m', 'spawner.hub_child', '--', 'sleep', '600'])\n"
+    "guard = subprocess.Popen([sys.executable, '-m', 'hub.service_runner', '--', 'sleep', '600'])\n"
     "time.sleep(600)\n"
 )
 
@@ -60,7 +60,7 @@ def test_the_command_ends_when_the_hub_is_killed():
 
 
 def test_the_hubs_sigterm_reaches_the_command():
-    guard = subprocess.Popen([sys.executable, "-m", "spawner.hub_child", "--", "sleep", "600"])
+    guard = subprocess.Popen([sys.executable, "-m", "hub.service_runner", "--", "sleep", "600"])
     try:
         wait_until(lambda: children_of(guard.pid), 30, "the command started")
         command = children_of(guard.pid)[0]
@@ -72,7 +72,7 @@ def test_the_hubs_sigterm_reaches_the_command():
 
 
 def test_the_command_ends_even_when_the_guard_itself_is_killed():
-    guard = subprocess.Popen([sys.executable, "-m", "spawner.hub_child", "--", "sleep", "600"])
+    guard = subprocess.Popen([sys.executable, "-m", "hub.service_runner", "--", "sleep", "600"])
     try:
         wait_until(lambda: children_of(guard.pid), 30, "the command started")
         command = children_of(guard.pid)[0]
@@ -84,7 +84,7 @@ def test_the_command_ends_even_when_the_guard_itself_is_killed():
 
 
 def test_sigint_as_jupyterhub_sends_first_reaches_the_command():
-    guard = subprocess.Popen([sys.executable, "-m", "spawner.hub_child", "--", "sleep", "600"])
+    guard = subprocess.Popen([sys.executable, "-m", "hub.service_runner", "--", "sleep", "600"])
     try:
         wait_until(lambda: children_of(guard.pid), 30, "the command started")
         command = children_of(guard.pid)[0]

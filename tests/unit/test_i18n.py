@@ -2,7 +2,7 @@
 
 import pytest
 
-from datasets.i18n import _messages, negotiate
+from tre_core.i18n import _messages, negotiate
 from datasets.messages import REFUSALS
 
 
@@ -25,7 +25,7 @@ def test_home_page_texts_are_translated():
     import re
     from pathlib import Path
 
-    templates = Path(__file__).resolve().parents[2] / "spawner" / "templates"
+    templates = Path(__file__).resolve().parents[2] / "hub" / "pages" / "templates"
     texts = {m for t in templates.glob("*.html") for m in re.findall(r'tre\.text\(lang, "([^"]+)"\)', t.read_text())}
     assert texts and not texts - set(_messages("fr"))
 

@@ -9,8 +9,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 from kubernetes.client import ApiClient
 
-from datasets.catalogue import WorkspaceAccess, workspace_access
-from datasets.db import session_scope
+from datasets.access import WorkspaceAccess, workspace_access
+from tre_core.db import session_scope
 from spawner import kubernetes_adapter as k8s
 from spawner.plan import make_workspace_plan
 
@@ -19,7 +19,7 @@ WORKSPACES = Path("/srv/tre/workspaces")
 SITE = k8s.KubernetesSite(
     namespace="tre", workspaces_claim="tre-workspaces",
     dataset_claims={"claims": "tre-data-claims", "hospital_stays": "tre-data-hospital-stays",
-                    "lab_results": "tre-data-lab-results"},
+                    "beneficiaries": "tre-data-beneficiaries"},
 )
 ONE_CLAIM_SITE = k8s.KubernetesSite(namespace="tre", workspaces_claim="tre-workspaces",
                                     datasets_claim="tre-datasets", data_root=PurePosixPath(DATA))
@@ -112,7 +112,7 @@ def test_pod_carries_the_plans_env_labels_and_image(catalogue_url):
 
 @pytest.mark.parametrize("user,project,datasets", [
     ("alice", "cardio-risk", {"claims", "hospital_stays"}),
-    ("bob", "diabetes-outcomes", {"claims", "lab_results"}),
+    ("bob", "diabetes-outcomes", {"beneficiaries", "claims"}),
 ])
 def test_exactly_the_projects_datasets_are_mounted_read_only(catalogue_url, user, project, datasets):
     pod = k8s.make_pod(plan_for(catalogue_url, user, project), SITE)

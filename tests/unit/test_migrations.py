@@ -3,7 +3,8 @@
 from alembic import command
 from sqlalchemy import inspect
 
-from datasets.db import alembic_config, engine_for, upgrade
+from tre_core.db import engine_for
+from datasets.schema import alembic_config, upgrade
 from datasets.models import Base
 import egress_review.models  # noqa: F401  (its tables are on the same Base, created by 0004)
 

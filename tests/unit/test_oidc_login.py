@@ -16,9 +16,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from oauthenticator.oauth2 import _serialize_state
 
-from datasets.db import session_scope, upgrade
+from tre_core.db import session_scope
+from datasets.schema import upgrade
 from datasets.models import AuditEvent
-from datasets.oidc_login import (
+from hub.auth.oidc_login import (
     OIDCSettingsError,
     ProviderEndpoints,
     SignOnRefused,
@@ -29,7 +30,7 @@ from datasets.oidc_login import (
     end_session_redirect,
     provider_endpoints,
 )
-from datasets.settings import TRESettings
+from tre_core.settings import TRESettings
 
 ENDPOINTS = ProviderEndpoints("https://idp.example.org/auth", "https://idp.example.org/token",
                               "https://idp.example.org/userinfo", "https://idp.example.org/logout")

@@ -10,7 +10,7 @@ import pytest
 from jinja2 import DictLoader, Environment, FileSystemLoader
 from jupyterhub._data import DATA_FILES_PATH
 
-from spawner.page_language import HUB_HTML_TAG, PageLanguage, browser_language
+from hub.pages.page_language import HUB_HTML_TAG, PageLanguage, browser_language
 
 HUB_TEMPLATES = Path(DATA_FILES_PATH) / "templates"
 

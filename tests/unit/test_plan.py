@@ -7,8 +7,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from datasets.catalogue import GrantedDataset, WorkspaceAccess, workspace_access
-from datasets.db import session_scope
+from datasets.access import GrantedDataset, WorkspaceAccess, workspace_access
+from tre_core.db import session_scope
 from spawner import docker_adapter
 from spawner.plan import UnsafeStoragePath, make_workspace_plan
 
@@ -54,8 +54,8 @@ def test_members_of_one_project_share_project_but_not_home(catalogue_url):
 def test_diabetes_outcomes_plan_for_bob(catalogue_url):
     plan = plan_for(catalogue_url, "bob", "diabetes-outcomes")
     assert {t: m for t, m in mounts_of(plan).items() if t.startswith("/data")} == {
+        "/data/beneficiaries": ("/srv/tre/data/beneficiaries", "ro"),
         "/data/claims": ("/srv/tre/data/claims", "ro"),
-        "/data/lab_results": ("/srv/tre/data/lab_results", "ro"),
     }
     assert mounts_of(plan)["/project"] == ("/srv/tre/workspaces/diabetes-outcomes/shared", "rw")
     assert plan.network.name == "tre-demo-diabetes-outcomes"
@@ -77,7 +77,7 @@ def test_every_dataset_mount_is_read_only_and_every_other_mount_writable(catalog
 
 def test_docker_volumes_carry_the_modes(catalogue_url):
     volumes = docker_adapter.volumes(plan_for(catalogue_url, "bob", "diabetes-outcomes"))
-    assert volumes["/srv/tre/data/lab_results"] == {"bind": "/data/lab_results", "mode": "ro"}
+    assert volumes["/srv/tre/data/beneficiaries"] == {"bind": "/data/beneficiaries", "mode": "ro"}
     assert volumes["/srv/tre/workspaces/diabetes-outcomes/shared"] == {"bind": "/project", "mode": "rw"}
     assert "/srv/tre/data/hospital_stays" not in volumes
 
@@ -108,6 +108,11 @@ def test_ui_language_reaches_the_workspace(catalogue_url):
     assert plan_for(catalogue_url, "alice", "cardio-risk", ui_language="fr").env["TRE_UI_LANGUAGE"] == "fr"
 
 
+def test_the_installations_read_limit_reaches_the_workspace(catalogue_url):
+    assert plan_for(catalogue_url, "alice", "cardio-risk", read_max_bytes=123_456).env["TRE_READ_MAX_BYTES"] == "123456"
+    assert plan_for(catalogue_url, "alice", "cardio-risk").env["TRE_READ_MAX_BYTES"] == str(5 * 1024**2)
+
+
 def test_workspaces_are_hardened(catalogue_url):
     config = docker_adapter.host_config(plan_for(catalogue_url, "alice", "cardio-risk"), "172.30.0.1")
     assert config["cap_drop"] == ["ALL"]
@@ -130,10 +135,30 @@ def test_bridge_names_fit_linux_and_share_the_installations_prefix(catalogue_url
 
 
 def test_firewall_leaves_workspaces_only_the_hub_port():
-    from spawner import firewall
+    from hub import firewall
 
     rules = [" ".join(r) for r in firewall.rules("demo", 8081)]
     assert rules[-1] == "-j DROP"
     accepted = [r for r in rules if r.endswith("ACCEPT")]
     assert accepted == ["-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
                         "-p tcp --dport 8081 -m conntrack --ctstate NEW -j ACCEPT"]
+
+
+def test_pip_uses_the_package_index_on_the_gateway_with_the_starts_token_and_no_other():
+    from spawner.plan import package_index_env
+
+    env = package_index_env("172.30.0.1", 8084, "tok3n")
+    assert env["PIP_INDEX_URL"] == "http://workspace:tok3n@172.30.0.1:8084/simple/"
+    assert env["PIP_TRUSTED_HOST"] == "172.30.0.1:8084" and env["TRE_PACKAGE_INDEX_URL"] == "http://172.30.0.1:8084"
+    assert not any(k.startswith("PIP_EXTRA") for k in env)
+
+
+def test_firewall_leaves_the_package_index_port_beside_the_hubs():
+    from hub import firewall
+
+    accepted = [" ".join(r) for r in firewall.rules("demo", 8081, 8084) if r[-1] == "ACCEPT"]
+    assert accepted[1:] == ["-p tcp --dport 8081 -m conntrack --ctstate NEW -j ACCEPT",
+                            "-p tcp --dport 8084 -m conntrack --ctstate NEW -j ACCEPT"]
+    hooks = [" ".join(h) for h in firewall._hooks("demo", 8081, 8084)]
+    assert hooks[1:] == [f"-p tcp --dport 8081 -j {firewall.hub_chain_name('demo')}",
+                         f"-p tcp --dport 8084 -j {firewall.hub_chain_name('demo')}"]

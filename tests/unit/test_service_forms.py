@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from datasets.service.forms import (
+from hub.catalogue_service.forms import (
     ApplicationContext,
     ApplicationInput,
     ApprovalInput,

@@ -7,7 +7,7 @@ import socket
 
 from tornado.web import Application
 
-from datasets.hub_service import listen
+from hub.service_runner import listen
 
 
 def test_it_waits_for_its_port_to_be_free():

@@ -13,15 +13,16 @@ import pytest
 from bs4 import BeautifulSoup
 
 from datasets import workflow
-from datasets.catalogue import Refusal
-from datasets.db import session_scope
-from datasets.i18n import _messages
+from datasets.access import Refusal
+from tre_core.db import session_scope
+from tre_core.i18n import _messages
 from datasets.models import AuditEvent, Person, Project, ProjectStatus
-from datasets.service import queries
-from datasets.service.app import VOCABULARY, Site, submit_application
-from datasets.service.forms import ApplicationInput, ApprovalInput, Problem, RefusalInput
+from hub.catalogue_service import queries
+from hub.catalogue_service.app import VOCABULARY, Site, submit_application
+from hub.catalogue_service.forms import ApplicationInput, ApprovalInput, RefusalInput
+from hub.webkit.forms import Problem
 
-SERVICE = Path(__file__).resolve().parents[2] / "datasets" / "service"
+SERVICE = Path(__file__).resolve().parents[2] / "hub" / "catalogue_service"
 TODAY = dt.date(2026, 11, 23)
 STROKE = ApplicationInput(slug="stroke-care", title="Stroke care pathways",
                           lay_summary="How stroke patients are followed.", purpose="Describe pathways.", public_interest="Better rehabilitation.",
@@ -48,15 +49,15 @@ def apply(url, typed=STROKE, applicant="alice"):
 
 def test_the_catalogue_shows_each_schema_and_file_fingerprint(catalogue_url):
     cards = {card.slug: card for card in read(catalogue_url, queries.dataset_cards)}
-    assert set(cards) == {"claims", "hospital_stays", "lab_results"}
+    assert set(cards) == {"beneficiaries", "claims", "hospital_stays", "referentials", "cohort"}
     stays = cards["hospital_stays"]
     assert stays.row_count == 2 and stays.version == "2024.1"
     assert [(c.name, c.identifier) for c in stays.columns][:3] == [
-        ("stay_id", "direct"), ("patient_id", "direct"), ("sex", "indirect")]
-    assert [name for name, _ in stays.files] == ["hospital_stays.parquet"]
+        ("stay_id", "direct"), ("patient_id", "direct"), ("admission_date", "indirect")]
+    assert [name for name, _ in stays.files] == ["_DATASET.md", "hospital_stays.parquet"]
     page = render("catalogue.html", "fr", datasets=list(cards.values()))
     section = page.find("section", id="dataset-hospital_stays")
-    assert stays.files[0][1] in section.get_text()
+    assert stays.files[1][1] in section.get_text()
     assert "Identifiant direct" in section.get_text() and "pseudonymisé" in section.get_text()
 
 
@@ -114,7 +115,7 @@ def test_only_stewards_and_admins_are_stewards(catalogue_url):
 
 def test_the_register_lists_approved_projects_and_names_nobody(catalogue_url):
     apply(catalogue_url)
-    apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "slug": "lab-trends", "datasets": ["lab_results"]}))
+    apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "slug": "lab-trends", "datasets": ["beneficiaries"]}))
     apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "slug": "waiting"}))
     with session_scope(catalogue_url) as session:
         workflow.approve(session, "steward", "stroke-care", approval_reference="CESREES-2026-0300",
@@ -184,7 +185,28 @@ def test_every_page_renders_in_the_hubs_look(language):
 
 def test_every_status_and_role_has_its_words():
     from datasets.models import MemberRole
-    from datasets.service.app import ROLE_TEXT, STATUS_TEXT
+    from hub.catalogue_service.app import ROLE_TEXT, STATUS_TEXT
 
     assert set(STATUS_TEXT) == {s.value for s in ProjectStatus}
     assert set(ROLE_TEXT) == {r.value for r in MemberRole}
+
+
+def test_each_version_shows_tables_rows_root_hash_status_and_projects(catalogue_url):
+    from datasets import versions
+    from datasets.models import DatasetVersion
+
+    with session_scope(catalogue_url) as session:
+        versions.suspend(session, "scrubber", "claims", "2024.1", "claims.parquet does not match its registered sha256")
+        root = session.get(DatasetVersion, ("claims", "2024.1")).root_hash
+    cards = {card.slug: card for card in read(catalogue_url, queries.dataset_cards)}
+    [claims] = cards["claims"].versions
+    assert (claims.status, claims.root_hash, claims.rows, claims.files) == ("suspended", root, 2, 2)  # + _DATASET.md
+    assert claims.projects == ("cardio-risk", "diabetes-outcomes")
+    assert [(t.name, t.rows, t.partitions) for t in claims.tables] == [("claims", 2, 0)]
+    for language, status, granted in (("en", "Suspended: failed a check", "Projects granted"),
+                                      ("fr", "Suspendue : a échoué à un contrôle", "Projets autorisés")):
+        page = render("catalogue.html", language, datasets=list(cards.values()))
+        version = page.select_one("section#dataset-claims .dataset-version-detail")
+        assert version["data-status"] == "suspended" and status in version.get_text()
+        assert root in version.select_one(".version-root").get_text() and granted in version.get_text()
+        assert version.select_one(".version-projects").get_text().split(", ") == ["cardio-risk", "diabetes-outcomes"]

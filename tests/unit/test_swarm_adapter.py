@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from docker.types import ContainerSpec, EndpointSpec, Placement, TaskTemplate
 
-from datasets.catalogue import GrantedDataset, WorkspaceAccess
+from datasets.access import GrantedDataset, WorkspaceAccess
 from spawner import swarm_adapter as swarm
 from spawner.plan import make_workspace_plan, project_network
 

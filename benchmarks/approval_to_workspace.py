@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from datasets import workflow  # noqa: E402
-from datasets.db import session_scope  # noqa: E402
-from datasets.settings import TRESettings  # noqa: E402
+from tre_core.db import session_scope  # noqa: E402
+from tre_core.settings import TRESettings  # noqa: E402
 from tests.integration.conftest import Hub  # noqa: E402
 
 

@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.spawn import benchmark_hub, wait  # noqa: E402
 from datasets.catalogue import CatalogueFile, GrantEntry, MemberEntry, PersonEntry, ProjectEntry, load_catalogue  # noqa: E402
-from datasets.db import session_scope  # noqa: E402
-from datasets.settings import TRESettings  # noqa: E402
+from tre_core.db import session_scope  # noqa: E402
+from tre_core.settings import TRESettings  # noqa: E402
 from spawner.project_spawner import default_concurrent_starts  # noqa: E402
 from tests.integration.conftest import Hub  # noqa: E402
 

@@ -1,0 +1,204 @@
+"""Load: N signed-in people (200 by default) browse the catalogue and egress pages and the egress
+API while 20 workspaces start; latency per endpoint against the same requests with no load.
+
+    .venv/bin/python benchmarks/load.py [--people 200] [--starts 20] [--rounds 30] [--think 1] [--idle-rounds 20]
+
+Everything is on loopback, on a hub of its own (free ports, its own state folder and instance
+label, removed at the end), and every loop is bounded: each person makes rounds of the endpoints
+below, ``--think`` seconds apart, until the starts are done or after ``--rounds`` rounds. First the idle figures: one person, one request at a time,
+``--idle-rounds`` rounds, nothing starting. Then the load: every person's rounds at once while
+``--starts`` workspaces start through the hub's API. Prints p50/p95/p99, errors and 5xx per
+endpoint, and the ratio of the loaded p95 to the idle p95 (goal: at most 3, no error, no 5xx).
+The machine's load average is printed with the figures: other work skews them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import docker
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.concurrent_spawns import load_people, percentile, servers, stop_everyone  # noqa: E402
+from benchmarks.spawn import benchmark_hub  # noqa: E402
+
+ENDPOINTS = {
+    "hub home": "/hub/home",
+    "catalogue": "/services/catalogue/",
+    "my projects": "/services/catalogue/projects",
+    "egress pages": "/services/egress/",
+    "egress API": "/services/egress/api/requests",
+}
+GOAL_RATIO = 3.0
+
+
+@dataclass
+class Figures:
+    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in ENDPOINTS})
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDPOINTS, 0))
+    server_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDPOINTS, 0))
+
+
+async def sign_in(url: str, username: str, password: str) -> aiohttp.ClientSession:
+    """A person's browser: the hub's login form, then each service's OAuth round trip once."""
+    # unsafe: keep cookies set by an IP address (127.0.0.1), as a browser does
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                    timeout=aiohttp.ClientTimeout(total=120))
+    async with session.get(f"{url}/hub/login") as reply:
+        reply.raise_for_status()
+    xsrf = next(c.value for c in session.cookie_jar if c.key == "_xsrf")
+    async with session.post(f"{url}/hub/login", data={"username": username, "password": password,
+                                                      "_xsrf": xsrf}) as reply:
+        reply.raise_for_status()
+        if not str(reply.url).endswith("/hub/home"):
+            raise RuntimeError(f"the sign-in of {username} landed on {reply.url}")
+    for service in ("/services/catalogue/", "/services/egress/"):
+        async with session.get(url + service) as reply:
+            reply.raise_for_status()
+    return session
+
+
+async def one_round(url: str, session: aiohttp.ClientSession, figures: Figures) -> None:
+    for name, path in ENDPOINTS.items():
+        began = time.perf_counter()
+        try:
+            async with session.get(url + path, allow_redirects=False) as reply:
+                await reply.read()
+                status = reply.status
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            figures.errors[name] += 1
+            continue
+        figures.latencies_ms[name].append((time.perf_counter() - began) * 1000)
+        if status >= 500:
+            figures.server_errors[name] += 1
+        if status != 200:  # a redirect to sign in again counts: the person did not get the page
+            figures.errors[name] += 1
+
+
+async def browse(url: str, sessions: list[aiohttp.ClientSession], rounds: int, think: float, figures: Figures,
+                 starts: asyncio.Task) -> None:
+    """Each person browses round after round, reading each for ``think`` s, while the starts
+    are under way: at least one round, at most ``rounds``."""
+    async def person(session: aiohttp.ClientSession) -> None:
+        for done in range(rounds):
+            if done and starts.done():
+                return
+            await one_round(url, session, figures)
+            await asyncio.sleep(think)
+
+    await asyncio.gather(*(person(s) for s in sessions))
+
+
+async def start_workspaces(url: str, token: str, names: dict[str, str]) -> tuple[float, int]:
+    """Ask for every start at once through the API; return when each has its outcome (or after
+    600 s): the seconds that took and how many are ready."""
+    headers = {"Authorization": f"token {token}"}
+    began = time.perf_counter()
+    async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=600)) as api:
+        async with api.post(f"{url}/hub/api/users", json={"usernames": list(names)}) as reply:
+            await reply.read()
+
+        async def start(person: str) -> None:
+            async with api.post(f"{url}/hub/api/users/{person}/servers/{names[person]}") as reply:
+                await reply.read()
+
+        await asyncio.gather(*(start(p) for p in names))
+        while time.perf_counter() - began < 600:
+            now = await asyncio.to_thread(servers, f"{url}/hub/api", headers)
+            ready = sum(1 for s in now.values() if s.get("ready"))
+            if not any(s.get("pending") == "spawn" for s in now.values()):
+                break  # every start has its outcome
+            await asyncio.sleep(1)
+    return time.perf_counter() - began, ready
+
+
+def report(idle: Figures, loaded: Figures, people: int, starts: int) -> bool:
+    print(f"{'endpoint':<14} {'idle p50/p95/p99 ms':>22} {'loaded p50/p95/p99 ms':>24} {'p95 x':>6} "
+          f"{'requests':>8} {'errors':>6} {'5xx':>4}")
+    met = True
+    for name in ENDPOINTS:
+        quiet, busy = idle.latencies_ms[name], loaded.latencies_ms[name]
+        if not quiet or not busy:
+            print(f"{name:<14} no answers (idle {len(quiet)}, loaded {len(busy)})")
+            met = False
+            continue
+        ratio = percentile(busy, 0.95) / percentile(quiet, 0.95)
+        met &= ratio <= GOAL_RATIO and not loaded.errors[name] and not loaded.server_errors[name]
+        print(f"{name:<14} {'/'.join(f'{percentile(quiet, q):.0f}' for q in (0.5, 0.95, 0.99)):>22} "
+              f"{'/'.join(f'{percentile(busy, q):.0f}' for q in (0.5, 0.95, 0.99)):>24} {ratio:>6.1f} "
+              f"{len(busy):>8} {loaded.errors[name]:>6} {loaded.server_errors[name]:>4}")
+    print(f"goal (p95 under load <= {GOAL_RATIO:g}x idle, zero errors, zero 5xx) with {people} people and "
+          f"{starts} starts: {'met' if met else 'NOT met'}")
+    return met
+
+
+async def run(args: argparse.Namespace, hub, token: str, names: dict[str, str]) -> None:
+    browsing = list(names)[args.starts:]
+    starting = {p: names[p] for p in list(names)[:args.starts]}
+    sessions: list[aiohttp.ClientSession] = []
+    try:
+        gate = asyncio.Semaphore(10)  # sign-ins ten at a time: signing in is not what is measured
+
+        async def signed_in(person: str) -> aiohttp.ClientSession:
+            async with gate:
+                return await sign_in(hub.url, person, hub.password)
+
+        began = time.perf_counter()
+        sessions = await asyncio.gather(*(signed_in(p) for p in browsing))
+        print(f"{len(sessions)} people signed in in {time.perf_counter() - began:.0f} s", flush=True)
+        idle = Figures()
+        for _ in range(args.idle_rounds):
+            await one_round(hub.url, sessions[0], idle)
+        loaded = Figures()
+        began = time.perf_counter()
+        starts = asyncio.create_task(start_workspaces(hub.url, token, starting))
+        await browse(hub.url, sessions, args.rounds, args.think, loaded, starts)
+        browsed = time.perf_counter() - began
+        seconds, ready = await starts
+        print(f"browsing: {sum(map(len, loaded.latencies_ms.values()))} requests in {browsed:.0f} s; "
+              f"{ready}/{len(starting)} workspaces ready, the last outcome after {seconds:.0f} s", flush=True)
+        report(idle, loaded, len(sessions), len(starting))
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--people", type=int, default=200, help="people browsing at once")
+    parser.add_argument("--starts", type=int, default=20, help="workspaces starting meanwhile")
+    parser.add_argument("--rounds", type=int, default=30,
+                        help="most rounds of every endpoint per person under load; they stop once the starts are done")
+    parser.add_argument("--think", type=float, default=1.0, help="seconds a person reads between rounds")
+    parser.add_argument("--idle-rounds", type=int, default=20, help="rounds of every endpoint with no load")
+    args = parser.parse_args()
+    if min(args.people, args.rounds, args.idle_rounds) < 1 or args.starts < 0:
+        parser.error("--people, --rounds and --idle-rounds must be at least 1, --starts at least 0")
+    # a stop asked for (timeout, kill) still removes the benchmark's hub, containers and mounts
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    client = docker.from_env(timeout=300)
+    print(f"{args.people} people, {args.starts} starts, {os.cpu_count()} cores, load average before "
+          f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
+    hub, token = benchmark_hub(client, "project", {"TRE_BENCH_KEEP_SERVICES": "1"})
+    try:
+        names = load_people(hub, args.people + args.starts)
+        hub.start_process()
+        asyncio.run(run(args, hub, token, names))
+        starting = list(names)[:args.starts]
+        stop_everyone(hub, token, starting, names)
+    finally:
+        hub.close()
+    print(f"load average after {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""National scale, in one run: generation, registration, three SNDS queries in a workspace and on
+the host, DuckDB against pandas, and the start of a workspace with a 1,000-file dataset.
+
+    .venv/bin/python benchmarks/national_scale.py [--rows 100000000] [--rounds 3]
+
+1. generation: ``demo/snds.py`` writes the SNDS-shaped datasets (claims cut into 1,000+ files);
+2. registration (``tre datasets add``, manifest with sha256 of every file) in MB/s, against
+   ``sha256sum`` over the same files;
+3. three queries (people with a C10 dispensing by region and year; 30-day readmissions; claims in
+   the 30 days after a discharge) with DuckDB in a real workspace against DuckDB on the host, both
+   with the workspace's CPU count as DuckDB threads;
+4. the first query with DuckDB against pandas on the host;
+5. right after a hub restart, the start of a workspace granted the 1,000-file claims against one
+   granted a one-file dataset (the median of ``--rounds``).
+
+Uses a hub of its own (free loopback ports, its own state folder), removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from datasets.manifest import build_manifest  # noqa: E402
+from demo import snds  # noqa: E402
+from tests.integration.conftest import Hub  # noqa: E402
+
+QUERIES = {
+    "C10 dispensing by region and year": """
+        select region, year, count(distinct patient_id) as people
+        from read_parquet('{claims}/**/*.parquet', hive_partitioning = true)
+        where atc_code like 'C10%' group by all order by all""",
+    "30-day readmissions": """
+        with ordered as (
+          select patient_id, discharge_date,
+                 lead(admission_date) over (partition by patient_id order by admission_date) as next_admission
+          from read_parquet('{stays}/**/*.parquet', hive_partitioning = true))
+        select count(*) filter (where date_diff('day', discharge_date, next_admission) between 0 and 30) as readmissions,
+               count(*) as stays
+        from ordered""",
+    "claims within 30 days after discharge": """
+        select count(*) as claims, count(distinct c.patient_id) as people
+        from read_parquet('{claims}/**/*.parquet', hive_partitioning = true) c
+        join read_parquet('{stays}/**/*.parquet', hive_partitioning = true) s
+          on c.patient_id = s.patient_id
+         and c.care_date > s.discharge_date and c.care_date <= s.discharge_date + interval 30 day""",
+}
+TIMED = """
+import duckdb, json, sys, time
+threads, claims, stays, queries = int(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+con = duckdb.connect()
+con.execute(f"set threads = {threads}")
+con.execute("set enable_progress_bar = false")
+out = {}
+for name, sql in queries.items():
+    sql = sql.format(claims=claims, stays=stays)
+    con.sql(sql).fetchall()  # warm: metadata and page cache
+    began = time.perf_counter()
+    con.sql(sql).fetchall()
+    out[name] = time.perf_counter() - began
+print(json.dumps(out))
+"""
+
+
+def row(*cells: object) -> None:
+    print("  ".join(f"{c:<42}" if i == 0 else f"{c:>16}" for i, c in enumerate(cells)))
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    began = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - began, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10**8, help="claims rows to generate")
+    parser.add_argument("--rounds", type=int, default=3, help="starts of each workspace after a restart")
+    args = parser.parse_args()
+    client = docker.from_env(timeout=300)
+    hub = Hub(client, scale=0.01, settings={"TRE_RECONCILE_INTERVAL": "2", "TRE_SCRUB_INTERVAL": "86400"})
+    try:
+        hub.start_process()
+        run(hub, args)
+    finally:
+        hub.close()
+
+
+def run(hub: Hub, args) -> None:
+    national = hub.home / "data" / "national"
+    rows_per_file = max(1000, -(-args.rows // 1200))  # claims in 1,200 files or more
+    seconds, generated = timed(snds.generate, national, rows=args.rows, rows_per_file=rows_per_file)
+    claims_dir, stays_dir = national / "claims", national / "hospital_stays"
+    files = sorted(p for p in claims_dir.rglob("*.parquet"))
+    size = sum(p.stat().st_size for p in files)
+    print(f"\nNational-scale benchmark: {args.rows:,} claims rows, {len(files):,} claims files, {size / 1e6:,.0f} MB\n")
+    row("measure", "TRE", "reference", "ratio")
+    row("generation (claims rows/s)", f"{args.rows / seconds:,.0f}", "", "")
+
+    # 2. registration against sha256sum (page cache warm for both: the files were just written)
+    sha_seconds, _ = timed(subprocess.run, ["sha256sum", *map(str, files)], check=True, capture_output=True)
+    built, _ = timed(build_manifest, claims_dir)
+    row("manifest, in process (MB/s) vs sha256sum", f"{size / 1e6 / built:,.0f}", f"{size / 1e6 / sha_seconds:,.0f}",
+        f"{sha_seconds / built:.2f}")
+    reg_seconds, _ = timed(hub.tre, "datasets", "add", "national_claims", "--as", "steward", "--path", "national/claims",
+                           "--title", "National claims", "--controller", "CNAM (synthetic)", "--version", "1")
+    row("registration, `tre datasets add` (MB/s)", f"{size / 1e6 / reg_seconds:,.0f}", f"{size / 1e6 / sha_seconds:,.0f}",
+        f"{sha_seconds / reg_seconds:.2f}")
+    hub.tre("datasets", "add", "national_stays", "--as", "steward", "--path", "national/hospital_stays",
+            "--title", "National stays", "--controller", "ATIH (synthetic)", "--version", "1")
+    today = dt.date.today()
+    for dataset in ("national_claims", "national_stays"):
+        hub.tre("projects", "grant", "cardio-risk", dataset, "--as", "steward", "--reference", "BENCH-1",
+                "--from", today.isoformat(), "--until", (today + dt.timedelta(days=30)).isoformat())
+
+    # 3. the three queries in a workspace and on the host, same DuckDB threads
+    alice = hub.login("alice")
+    container = hub.start(alice, "alice", "cardio-risk")
+    limits = container.attrs["HostConfig"]
+    cpus = (limits["NanoCpus"] / 1e9 if limits.get("NanoCpus") else
+            limits["CpuQuota"] / limits["CpuPeriod"] if limits.get("CpuQuota") else os.cpu_count())
+    threads = max(1, int(cpus))
+    result = container.exec_run(["python3", "-c", TIMED, str(threads), "/data/national_claims", "/data/national_stays",
+                                 json.dumps(QUERIES)], user="1000:100", demux=True)
+    assert result.exit_code == 0, (result.output[1] or b"").decode()
+    inside = json.loads(result.output[0].decode().strip().splitlines()[-1])
+    host = json.loads(subprocess.run([sys.executable, "-c", TIMED, str(threads), str(claims_dir), str(stays_dir),
+                                      json.dumps(QUERIES)], check=True, capture_output=True,
+                                     text=True).stdout.strip().splitlines()[-1])
+    for name in QUERIES:
+        row(f"{name} (s, {threads} thread)", f"{inside[name]:.2f}", f"{host[name]:.2f} host", f"{host[name] / inside[name]:.2f}")
+    hub.stop(alice, "alice", "cardio-risk")
+
+    # 4. DuckDB against pandas on the same query (at most 10^7 rows: pandas holds them in memory)
+    import duckdb
+    import pandas as pd
+
+    few = files[: max(1, len(files) * min(args.rows, 10**7) // args.rows)]
+    paths = [str(p) for p in few]
+    n_rows = sum(__import__("pyarrow.parquet").parquet.read_metadata(p).num_rows for p in paths)
+    duck, _ = timed(lambda: duckdb.sql(f"select region, year(care_date) as year, count(distinct patient_id) from "
+                                       f"read_parquet({paths!r}) where atc_code like 'C10%' group by all").fetchall())
+
+    def with_pandas():
+        frame = pd.concat(pd.read_parquet(p, columns=["patient_id", "care_date", "atc_code", "region"]) for p in paths)
+        frame = frame[frame.atc_code.str.startswith("C10", na=False)]
+        return frame.groupby([frame.region, pd.to_datetime(frame.care_date).dt.year], observed=True).patient_id.nunique()
+    panda, _ = timed(with_pandas)
+    row(f"C10 query, DuckDB vs pandas (s, {n_rows:,} rows)", f"{duck:.2f}", f"{panda:.2f} pandas", f"{panda / duck:.1f}")
+
+    # 5. start right after a hub restart: 1,000+-file dataset against a one-file dataset
+    for dataset in ("claims", "hospital_stays", "national_stays"):
+        hub.tre("projects", "revoke", "cardio-risk", dataset, "--as", "steward")
+    hub.tre("projects", "revoke", "diabetes-outcomes", "claims", "--as", "steward")  # bob keeps beneficiaries
+    bob = hub.login("bob")
+    starts: dict[str, list[float]] = {"many": [], "one": []}
+    for _ in range(args.rounds):
+        for kind, (session, user, project) in (("many", (alice, "alice", "cardio-risk")), ("one", (bob, "bob", "diabetes-outcomes"))):
+            hub.stop_process()
+            hub.start_process()
+            seconds, _ = timed(hub.start, session, user, project)
+            starts[kind].append(seconds)
+            hub.stop(session, user, project)
+            hub.wait_while_stopping(session, user, project)
+    many, one = statistics.median(starts["many"]), statistics.median(starts["one"])
+    row(f"start after restart (s): {len(files):,} files vs 1", f"{many:.2f}", f"{one:.2f} one file", f"{many / one:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,7 @@ class AuditAction(enum.StrEnum):
     PROJECT_APPROVED = "project.approved"
     PROJECT_REFUSED = "project.refused"
     PROJECT_STATUS = "project.status"
+    PROJECT_REQUEST_AMENDED = "project.request_amended"  # a steward changed an application's variables or period
     MEMBER_ADDED = "member.added"
     MEMBER_REMOVED = "member.removed"
     GRANT_ADDED = "grant.added"

@@ -142,6 +142,9 @@ class Project(Base):
     # The application: who asked, for which datasets, and what the steward decided.
     applicant: Mapped[str | None] = mapped_column(String(64))
     requested_datasets: Mapped[list[Any]] = mapped_column(default=list)
+    # What it asks of each dataset, as a steward may have amended it: {dataset slug: GrantSpec JSON}
+    # (datasets/grant_spec.py); None: whole datasets (applications made without the form's variables).
+    requested_specs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decision_reason: Mapped[str | None] = mapped_column(Text)
     # The analysis image its workspaces run, pinned by digest; None means the platform default.

@@ -17,9 +17,10 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from datasets import audit
+from datasets import audit, requested_data
 from datasets.access import projects_tied_to
 from datasets.audit import AuditAction
+from datasets.grant_spec import GrantSpec, SpecError
 from datasets.manifest import Manifest
 from datasets.models import (SLUG, Dataset, DatasetVersion, Grant, Membership, MembershipRecord, MemberRole, Person,
                              Project, ProjectStatus, VersionStatus)
@@ -133,6 +134,24 @@ class ApplicationForm:
     members: list[str] = field(default_factory=list)
     starts_on: dt.date | None = None
     ends_on: dt.date | None = None
+    # What it asks of each dataset, as ``grant_spec.parse_spec`` reads it ({dataset: {tables, period,
+    # justification, ...}}); None asks for whole datasets (the CLI and older callers).
+    specs: dict[str, dict] | None = None
+
+
+def checked_specs(session: Session, specs: dict[str, dict]) -> dict[str, dict]:
+    """Each dataset's request checked against its newest version: {dataset: GrantSpec JSON}, or the
+    first problem as a WorkflowError in the reader's language."""
+    checked = {}
+    for slug, data in sorted(specs.items()):
+        schema = requested_data.schema_of(session, slug)
+        if schema is None:
+            raise WorkflowError("Dataset {dataset} has no registered version to ask variables of.", dataset=slug)
+        try:
+            checked[slug] = requested_data.check(data, schema).to_json()
+        except SpecError as refused:
+            raise WorkflowError(refused.message.msgid, **refused.message.params) from None
+    return checked
 
 
 def apply_for_project(session: Session, applicant: str, form: ApplicationForm) -> Project:
@@ -157,21 +176,48 @@ def apply_for_project(session: Session, applicant: str, form: ApplicationForm) -
     for name in ("title", "lay_summary", "purpose", "public_interest"):
         if not getattr(form, name).strip():
             problems.append(f"{name.replace('_', ' ')} is empty")
+    if form.specs is not None and set(form.specs) != set(form.datasets):
+        problems.append("the variables asked for name other datasets than the application")
     if problems:
         raise WorkflowError("The application cannot be recorded: " + "; ".join(problems) + ".")
+    specs = checked_specs(session, form.specs) if form.specs is not None else None
     project = Project(
         slug=form.slug, title=form.title, lay_summary=form.lay_summary, purpose=form.purpose,
         public_interest=form.public_interest, principal_investigator=person.display_name,
         starts_on=form.starts_on, ends_on=form.ends_on, status=S.REQUESTED, applicant=applicant,
-        requested_datasets=sorted(set(form.datasets)),
+        requested_datasets=sorted(set(form.datasets)), requested_specs=specs,
     )
     session.add(project)
     session.flush()
     join(session, applicant, project, applicant, MemberRole.PRINCIPAL_INVESTIGATOR, audited=False)
     for username in sorted(set(form.members) - {applicant}):
         join(session, applicant, project, username, MemberRole.RESEARCHER, audited=False)
-    audit.record(session, applicant, AuditAction.PROJECT_APPLIED, project=form.slug,
-                 details={"datasets": project.requested_datasets, "members": [m.username for m in project.memberships]})
+    details = {"datasets": project.requested_datasets, "members": [m.username for m in project.memberships]}
+    if specs is not None:
+        details["request"] = requested_data.described(specs)
+    audit.record(session, applicant, AuditAction.PROJECT_APPLIED, project=form.slug, details=details)
+    return project
+
+
+def amend_request(session: Session, steward: str, slug: str, specs: dict[str, dict]) -> Project:
+    """Before deciding, a steward changes what an application asks of each dataset (variables,
+    period, justification; a dataset left out is no longer asked for). Checked against each
+    dataset's newest version; refused whole, changing nothing, at the first problem."""
+    require_steward(session, steward)
+    project = _project(session, slug)
+    if project.status is not S.REQUESTED:
+        raise WorkflowError("Project {project} is {status}: only an application awaiting a decision is amended.",
+                            project=slug, status=project.status.value)
+    require_independent(session, steward, project)
+    if not specs:
+        raise WorkflowError("An application asks for at least one dataset; refuse it instead.")
+    checked = checked_specs(session, specs)
+    before = requested_data.described(project.requested_specs) if project.requested_specs is not None else {
+        d: "whole dataset" for d in project.requested_datasets}
+    project.requested_specs, project.requested_datasets = checked, sorted(checked)
+    session.flush()
+    audit.record(session, steward, AuditAction.PROJECT_REQUEST_AMENDED, project=slug,
+                 details={"before": before, "after": requested_data.described(checked)})
     return project
 
 
@@ -191,13 +237,31 @@ def approve(session: Session, steward: str, slug: str, *, approval_reference: st
     # the project's period is the one approved, which may be shorter than the one asked for
     _move(session, project, S.ACTIVE, approval_reference=approval_reference, decided_by=steward,
           starts_on=starts_on, ends_on=ends_on)
+    granted = {}
     for dataset in project.requested_datasets:
-        add_grant(session, steward, slug, dataset, starts_on=starts_on, ends_on=ends_on,
-                  approval_reference=approval_reference, audited=False)
-    audit.record(session, steward, AuditAction.PROJECT_APPROVED, project=slug,
-                 details={"approval_reference": approval_reference, "datasets": project.requested_datasets,
-                          "from": starts_on.isoformat(), "until": ends_on.isoformat()})
+        grant = add_grant(session, steward, slug, dataset, starts_on=starts_on, ends_on=ends_on,
+                          approval_reference=approval_reference, audited=False)
+        if project.requested_specs is not None:  # exactly what was asked (and amended), on the version granted
+            grant.spec = _spec_for(session, dataset, project.requested_specs[dataset], grant.dataset_version)
+            granted[dataset] = grant.spec
+    session.flush()
+    details = {"approval_reference": approval_reference, "datasets": project.requested_datasets,
+               "from": starts_on.isoformat(), "until": ends_on.isoformat()}
+    if granted:
+        details["granted"] = requested_data.described(granted)
+    audit.record(session, steward, AuditAction.PROJECT_APPROVED, project=slug, details=details)
     return project
+
+
+def _spec_for(session: Session, dataset: str, stored: dict, version: str) -> dict:
+    schema = requested_data.schema_of(session, dataset, version)
+    try:
+        assert schema is not None  # add_grant granted a registered version
+        return requested_data.check(requested_data.request_data(GrantSpec.from_json(stored)), schema).to_json()
+    except SpecError as refused:
+        raise WorkflowError("What the application asks of {dataset} does not fit its version {version} "
+                            "({reason}); amend the request first.", dataset=dataset, version=version,
+                            reason=str(refused)) from None
 
 
 def refuse(session: Session, steward: str, slug: str, *, reason: str) -> Project:

@@ -102,7 +102,10 @@ class Site(KitSite):
             scale = {"TB": 1e12, "GB": 1e9, "MB": 1e6, "kB": 1e3, "B": 1}[unit]
             return f"{format_decimal(round(value / scale, 1), locale=language)} {unit}"
 
-        return dict(refusal=refusal, STATUS_TEXT=STATUS_TEXT, ROLE_TEXT=ROLE_TEXT, IDENTIFIER_TEXT=IDENTIFIER_TEXT,
+        def percent(rate: float) -> str:
+            return format_decimal(round(rate * 100, 1), locale=language)
+
+        return dict(refusal=refusal, percent=percent, STATUS_TEXT=STATUS_TEXT, ROLE_TEXT=ROLE_TEXT, IDENTIFIER_TEXT=IDENTIFIER_TEXT,
                     SENSITIVITY_TEXT=SENSITIVITY_TEXT, human=human, IMAGE_STATUS_TEXT=IMAGE_STATUS_TEXT,
                     VERSION_STATUS_TEXT=VERSION_STATUS_TEXT, size=size, extra_nav=self.extra_nav)
 
@@ -122,6 +125,10 @@ class Page(KitPage):
     @property
     def username(self) -> str:
         return self.current_user["name"]
+
+    def body_fields(self) -> dict[str, list[str]]:
+        """Every field of the posted form, decoded: {name: [values]}."""
+        return {name: self.get_body_arguments(name) for name in self.request.body_arguments}
 
     def page_values(self) -> dict[str, Any]:
         return {"user": self.current_user, "viewer": self.viewer}
@@ -158,6 +165,15 @@ def submit_application(session: Session, applicant: str, typed: forms.Applicatio
     return {}
 
 
+def amend_request(session: Session, steward: str, slug: str, typed: forms.AmendInput) -> Problems:
+    """Record the steward's amendment of an application, or say what is wrong (and change nothing)."""
+    specs, problems = forms.read_amendment(typed, queries.dataset_schemas(session))
+    if problems:
+        return problems
+    workflow.amend_request(session, steward, slug, specs)
+    return {}
+
+
 class ApplyPage(Page):
     page_name = "apply"
 
@@ -171,6 +187,7 @@ class ApplyPage(Page):
             **{name: self.get_body_argument(name, "") for name in (
                 "slug", "title", "lay_summary", "purpose", "public_interest", "members", "starts_on", "ends_on")},
             datasets=self.get_body_arguments("datasets"),
+            request=forms.RequestInput.from_arguments(self.body_fields()),
         )
         try:
             problems = await self.site.catalogue(submit_application, self.username, typed)
@@ -207,7 +224,7 @@ class StewardPage(Page):
     @authenticated
     async def get(self) -> None:
         if self.require_steward():
-            notice = {k: self.get_query_argument(k, "") for k in ("approved", "refused")}
+            notice = {k: self.get_query_argument(k, "") for k in ("approved", "refused", "amended")}
             await self._queue({}, {}, notice={k: v for k, v in notice.items() if re.fullmatch(SLUG, v)})
 
     async def _queue(self, typed: dict[str, Any], problems: dict[str, Problems], status: int = 200,
@@ -217,16 +234,37 @@ class StewardPage(Page):
             starts_on=a.starts_on.isoformat() if a.starts_on else "",
             ends_on=a.ends_on.isoformat() if a.ends_on else "") for a in queue}
         refusals = {a.slug: forms.RefusalInput() for a in queue}
+        amendments = {a.slug: forms.AmendInput(datasets=list(a.requested_datasets),
+                                               request=forms.RequestInput.of_specs(a.requested_specs)) for a in queue}
         for slug, value in typed.items():
-            (approvals if isinstance(value, forms.ApprovalInput) else refusals)[slug] = value
-        self.show("steward.html", status, queue=queue, approvals=approvals, refusals=refusals,
-                  problems=problems, notice=notice or {}, storage=await self.site.storage_of(None))
+            kind = {forms.ApprovalInput: approvals, forms.AmendInput: amendments}.get(type(value), refusals)
+            kind[slug] = value
+        choices = await self.site.catalogue(queries.dataset_choices) if queue else []
+        amending = {slug for slug, value in typed.items() if isinstance(value, forms.AmendInput)}
+        self.show("steward.html", status, queue=queue, approvals=approvals, refusals=refusals, amendments=amendments,
+                  amending=amending, choices=choices, problems=problems, notice=notice or {}, storage=await self.site.storage_of(None),
+                  overview=await self.site.catalogue(queries.extracts_overview))
 
 
 class DecisionPage(StewardPage):
     @authenticated
     async def post(self, slug: str, decision: str) -> None:
         if not self.require_steward():
+            return
+        if decision == "amend":
+            amended = forms.AmendInput(datasets=self.get_body_arguments("datasets"),
+                                       request=forms.RequestInput.from_arguments(self.body_fields()))
+            try:
+                problems = await self.site.catalogue(amend_request, self.username, slug, amended)
+            except workflow.PermissionDenied as denied:
+                raise HTTPError(403, "%s", denied.said_in(self.language)) from None
+            except workflow.WorkflowError as refused:
+                problems = {"amend": Problem("The catalogue did not record the amendment: {reason}",
+                                             {"reason": refused.said_in(self.language)})}
+            if not problems:
+                self.see_other("steward", amended=slug)
+                return
+            await self._queue({slug: amended}, {slug: problems}, status=400)
             return
         if decision == "approve":
             typed: forms.ApprovalInput | forms.RefusalInput = forms.ApprovalInput(
@@ -306,7 +344,7 @@ def plugin_pages(site: Site) -> dict[str, type]:
 def make_app(site: Site, *, cookie_secret: bytes | None = None) -> Application:
     prefix = site.prefix
     pages = {"": CataloguePage, "projects": ProjectsPage, "apply": ApplyPage, "steward": StewardPage,
-             "steward/([a-z0-9-]+)/(approve|refuse)": DecisionPage, "register": RegisterPage,
+             "steward/([a-z0-9-]+)/(approve|refuse|amend)": DecisionPage, "register": RegisterPage,
              "images": ImagesPage, **plugin_pages(site)}
     pages.update(accreditation_pages())  # issue 19, item 5
     handlers: list[tuple] = [(prefix + path, page, {"site": site}) for path, page in pages.items()]

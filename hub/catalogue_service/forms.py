@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasets.grant_spec import GrantSpec, SpecError
 from datasets.models import SLUG
+from datasets.requested_data import DatasetSchema, check
 from datasets.workflow import ApplicationForm
 from hub.webkit.forms import Problem, Problems
 
@@ -22,6 +24,116 @@ TITLE_MAX = 200
 SLUG_MAX = 64
 
 
+# --- what is asked of each dataset: variables and period ---------------------------------------
+# One form for the applicant and for the steward who amends it. A variable is a checkbox named
+# ``variables`` whose value is ``dataset:table:column``; the period and the justification are
+# fields named ``period_from:dataset``, ``period_until:dataset`` and ``justification:dataset``.
+# Problems are attached to ``variables:dataset``, ``period:dataset``, ``justification:dataset``
+# or ``request:dataset``.
+
+
+@dataclass
+class RequestInput:
+    """The variables, periods and justifications as typed, kept whole when the form is refused."""
+
+    variables: list[str] = field(default_factory=list)
+    period_from: dict[str, str] = field(default_factory=dict)
+    period_until: dict[str, str] = field(default_factory=dict)
+    justification: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, list[str]]) -> RequestInput:
+        """From a posted form's arguments ({name: [values]}, decoded)."""
+        typed = cls(variables=list(arguments.get("variables", [])))
+        for name, values in arguments.items():
+            kind, _, slug = name.partition(":")
+            if slug and kind in ("period_from", "period_until", "justification") and values:
+                getattr(typed, kind)[slug] = values[-1]
+        return typed
+
+    @classmethod
+    def of_specs(cls, specs: dict[str, dict] | None) -> RequestInput:
+        """The form filled with a recorded request (GrantSpec JSON by dataset), for amending it."""
+        typed = cls()
+        for slug, stored in sorted((specs or {}).items()):
+            spec = GrantSpec.from_json(stored)
+            typed.variables += [f"{slug}:{table}:{column}" for table, columns in spec.tables.items()
+                                for column in columns]
+            if spec.period:
+                typed.period_from[slug], typed.period_until[slug] = (d.isoformat() for d in spec.period)
+            typed.justification[slug] = spec.justification or ""
+        return typed
+
+    def datasets(self) -> list[str]:
+        """The datasets some variable is ticked of."""
+        return sorted({v.split(":", 1)[0] for v in self.variables if ":" in v})
+
+
+# Which field of the form a refusal of ``parse_spec`` belongs to.
+SPEC_FIELDS = {"tables": "variables", "period": "period", "justification": "justification"}
+
+
+def _period(raw: RequestInput, slug: str, problems: Problems) -> dict[str, dt.date] | None:
+    start, end = raw.period_from.get(slug, "").strip(), raw.period_until.get(slug, "").strip()
+    if not start and not end:
+        return None
+    if not (start and end):
+        problems[f"period:{slug}"] = Problem("Give both ends of the period, or neither for every year the "
+                                             "dataset holds.")
+        return None
+    try:
+        return {"from": parse_date(start), "until": parse_date(end)}
+    except ValueError:
+        problems[f"period:{slug}"] = Problem("“{value}” is not a date; give it as YYYY-MM-DD, for example "
+                                             "2027-01-31.", {"value": end if re.fullmatch(
+                                                 r"\d{4}-\d{2}-\d{2}", start) else start})
+        return None
+
+
+def read_request(datasets: list[str], raw: RequestInput,
+                 schemas: dict[str, DatasetSchema]) -> tuple[dict[str, dict], Problems]:
+    """What is asked of each of ``datasets`` as ``parse_spec`` reads it ({dataset: data}), checked
+    against the newest version's schema; problems by field, every dataset's at once."""
+    problems: Problems = {}
+    chosen: dict[str, dict[str, list[str]]] = {slug: {} for slug in datasets}
+    for value in raw.variables:
+        slug, _, rest = value.partition(":")
+        table, _, column = rest.rpartition(":")
+        if slug in chosen and table and column:
+            chosen[slug].setdefault(table, []).append(column)
+    specs: dict[str, dict] = {}
+    for slug in datasets:
+        schema = schemas.get(slug)
+        if schema is None:
+            problems[f"variables:{slug}"] = Problem("Dataset {dataset} has no registered version to ask "
+                                                    "variables of.", {"dataset": slug})
+            continue
+        if not chosen[slug]:
+            problems[f"variables:{slug}"] = Problem("Tick the variables of {dataset} that your purpose needs.",
+                                                    {"dataset": slug})
+            continue
+        data: dict = {"tables": chosen[slug], "period": _period(raw, slug, problems),
+                      "justification": raw.justification.get(slug, "").strip() or None}
+        if f"period:{slug}" in problems:
+            continue
+        linkage = schema.linkage
+        if linkage and any(_links(schema, linkage, table) for table in chosen[slug]):
+            data["linkage"] = linkage  # the cohort reaches the person through its producer's table
+        try:
+            check(data, schema)
+        except SpecError as refused:
+            problems[f"{SPEC_FIELDS.get(refused.field, 'request')}:{slug}"] = Problem(
+                refused.message.msgid, dict(refused.message.params))
+            continue
+        specs[slug] = data
+    return specs, problems
+
+
+def _links(schema: DatasetSchema, linkage: str, table: str) -> bool:
+    from datasets.grant_spec import linkage_key
+
+    key = linkage_key(schema.tables, linkage)
+    return table in schema.tables and any(name == key for name, _ in schema.tables[table]["schema"])
 
 
 # --- applications ------------------------------------------------------------------------------
@@ -40,6 +152,7 @@ class ApplicationInput:
     members: str = ""
     starts_on: str = ""
     ends_on: str = ""
+    request: RequestInput = field(default_factory=RequestInput)
 
 
 @dataclass(frozen=True)
@@ -49,6 +162,7 @@ class ApplicationContext:
     datasets: frozenset[str]
     people: frozenset[str]
     projects: frozenset[str]
+    schemas: dict[str, DatasetSchema] = field(default_factory=dict)  # newest version of each dataset
 
 
 def parse_members(text: str) -> list[str]:
@@ -116,7 +230,7 @@ def read_application(raw: ApplicationInput, context: ApplicationContext,
     lay_summary = _required(raw, "lay_summary", problems)
     purpose = _required(raw, "purpose", problems)
     public_interest = _required(raw, "public_interest", problems)
-    datasets = sorted(set(raw.datasets))
+    datasets = sorted(set(raw.datasets) | set(raw.request.datasets()))
     unknown = [d for d in datasets if d not in context.datasets]
     if not datasets:
         problems["datasets"] = Problem("Choose at least one dataset.")
@@ -130,14 +244,34 @@ def read_application(raw: ApplicationInput, context: ApplicationContext,
             "{names}: nobody of that username in the catalogue. Give the usernames your colleagues "
             "sign in with, separated by commas.", {"names": ", ".join(strangers)})
     starts_on, ends_on = _dates(raw, problems)
+    specs, asked = read_request([d for d in datasets if d not in unknown], raw.request, context.schemas)
+    problems.update(asked)
     if problems:
         return None, problems
     return ApplicationForm(slug=slug, title=title, lay_summary=lay_summary, purpose=purpose,
                            public_interest=public_interest, datasets=datasets, members=members,
-                           starts_on=starts_on, ends_on=ends_on), {}
+                           starts_on=starts_on, ends_on=ends_on, specs=specs), {}
 
 
 # --- a steward's decisions ---------------------------------------------------------------------
+
+
+@dataclass
+class AmendInput:
+    """A steward's amendment of what an application asks, as typed."""
+
+    datasets: list[str] = field(default_factory=list)
+    request: RequestInput = field(default_factory=RequestInput)
+
+
+def read_amendment(raw: AmendInput, schemas: dict[str, DatasetSchema]) -> tuple[dict[str, dict], Problems]:
+    """{dataset: data for parse_spec}, or every problem by field. A dataset unticked, with none of
+    its variables ticked, is no longer asked for; one at least stays."""
+    datasets = sorted({d for d in [*raw.datasets, *raw.request.datasets()] if d in schemas})
+    if not datasets:
+        return {}, {"amend": Problem("Tick the variables of at least one dataset; to grant nothing, refuse the "
+                                     "application instead.")}
+    return read_request(datasets, raw.request, schemas)
 
 
 @dataclass

@@ -15,8 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from datasets.access import AccessRefused, Refusal, projects_of, workspace_access
+from datasets.grant_spec import needs_justification
 from datasets.models import Dataset, DatasetVersion, Grant, Membership, Person, Project, ProjectStatus
+from datasets.requested_data import DatasetSchema, schema_of
 from datasets.versions import projects_granted
+from hub.catalogue_service.granted import Asked, ExtractLine, granted_of, granted_once, project_extracts
+from hub.catalogue_service.granted import requested as _asked
 
 from hub.catalogue_service.forms import ApplicationContext
 
@@ -111,17 +115,57 @@ def dataset_cards(session: Session) -> list[DatasetCard]:
     ]
 
 
-def dataset_choices(session: Session) -> list[tuple[str, str]]:
-    """(slug, title) of every dataset, for the application form's checkboxes."""
-    return [(d.slug, d.title) for d in session.scalars(select(Dataset).order_by(Dataset.slug))]
+@dataclass(frozen=True)
+class Variable:
+    table: str
+    name: str
+    type: str
+    identifier: str | None  # the catalogue's tag
+    justified: bool  # granted only with a justification (direct identifiers, dates of birth)
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """A dataset on the application form: its newest version's variables, table by table."""
+
+    slug: str
+    title: str
+    version: str | None
+    tables: tuple[tuple[str, tuple[Variable, ...]], ...]  # (table as shown, variables); not the linkage table
+
+    def __iter__(self):  # (slug, title), as the form's dataset checkboxes read it
+        return iter((self.slug, self.title))
+
+
+def _choice(dataset: Dataset, schema: DatasetSchema | None) -> DatasetChoice:
+    tables = []
+    for table, info in sorted((schema.tables if schema else {}).items()):
+        if table == schema.linkage:
+            continue
+        tables.append((dataset.slug if table == "." else table, tuple(
+            Variable(table=table, name=name, type=kind, identifier=schema.tags.get(name),
+                     justified=needs_justification(name, schema.tags)) for name, kind in info["schema"])))
+    return DatasetChoice(slug=dataset.slug, title=dataset.title, version=schema.version if schema else None,
+                         tables=tuple(tables))
+
+
+def dataset_choices(session: Session) -> list[DatasetChoice]:
+    """Every dataset with its variables, for the application form and the steward's amendments."""
+    return [_choice(d, schema_of(session, d.slug)) for d in session.scalars(select(Dataset).order_by(Dataset.slug))]
 
 
 def application_context(session: Session) -> ApplicationContext:
+    slugs = list(session.scalars(select(Dataset.slug)))
     return ApplicationContext(
-        datasets=frozenset(session.scalars(select(Dataset.slug))),
+        datasets=frozenset(slugs),
         people=frozenset(session.scalars(select(Person.username))),
         projects=frozenset(session.scalars(select(Project.slug))),
+        schemas={slug: schema for slug in slugs if (schema := schema_of(session, slug)) is not None},
     )
+
+
+def dataset_schemas(session: Session) -> dict[str, DatasetSchema]:
+    return application_context(session).schemas
 
 
 # --- my projects ---------------------------------------------------------------------------------
@@ -149,6 +193,9 @@ class MyProject:
     decision_reason: str | None
     # Why a workspace cannot start today (a Refusal and its parameters), or None when it can.
     refusal: tuple[Refusal, dict[str, Any]] | None
+    asked: tuple[Asked, ...] = ()  # what the application asks of each dataset
+    granted: tuple[Asked, ...] = ()  # what each grant in force gives
+    extracts: tuple[ExtractLine, ...] = ()  # the newest extract of each dataset version granted
 
 
 def my_projects(session: Session, username: str, today: dt.date) -> list[MyProject]:
@@ -160,6 +207,7 @@ def my_projects(session: Session, username: str, today: dt.date) -> list[MyProje
             refusal = None
         except AccessRefused as refused:
             refusal = (refused.reason, dict(refused.params))
+        in_force = sorted((g for g in project.grants if g.in_force(today)), key=lambda g: (g.dataset_slug, g.starts_on))
         projects.append(MyProject(
             slug=project.slug, title=project.title, status=project.status.value, role=summary.role,
             starts_on=project.starts_on, ends_on=project.ends_on, approval_reference=project.approval_reference,
@@ -170,6 +218,9 @@ def my_projects(session: Session, username: str, today: dt.date) -> list[MyProje
             ),
             decision_reason=project.decision_reason,
             refusal=refusal,
+            asked=_asked(session, project),
+            granted=tuple(granted_of(session, g) for g in in_force),
+            extracts=project_extracts(session, project.slug, in_force),
         ))
     return projects
 
@@ -196,6 +247,8 @@ class Application:
     requested_datasets: tuple[str, ...]
     starts_on: dt.date | None
     ends_on: dt.date | None
+    asked: tuple[Asked, ...] = ()
+    requested_specs: dict[str, Any] | None = None  # as recorded, to fill the amendment form
 
 
 def steward_queue(session: Session) -> list[Application]:
@@ -212,6 +265,7 @@ def steward_queue(session: Session) -> list[Application]:
                           for m in sorted(p.memberships, key=lambda m: (m.role.value != "principal_investigator",
                                                                          m.username))),
             requested_datasets=tuple(p.requested_datasets or ()), starts_on=p.starts_on, ends_on=p.ends_on,
+            asked=_asked(session, p), requested_specs=dict(p.requested_specs) if p.requested_specs else None,
         )
         for p in projects
     ]
@@ -229,7 +283,7 @@ class RegisterEntry:
     lay_summary: str
     public_interest: str
     status: str
-    datasets: tuple[tuple[str, str], ...]  # (slug, title)
+    datasets: tuple[Asked, ...]  # each dataset granted: its variables and period, never its data
     starts_on: dt.date | None
     ends_on: dt.date | None
     approval_reference: str
@@ -248,7 +302,7 @@ def public_register(session: Session) -> list[RegisterEntry]:
         RegisterEntry(
             slug=p.slug, title=p.title, lay_summary=p.lay_summary, public_interest=p.public_interest,
             status=p.status.value,
-            datasets=tuple(sorted({(g.dataset.slug, g.dataset.title) for g in p.grants})),
+            datasets=granted_once(session, p.grants),
             starts_on=p.starts_on, ends_on=p.ends_on, approval_reference=p.approval_reference,
         )
         for p in projects

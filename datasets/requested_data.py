@@ -61,7 +61,7 @@ def request_data(spec: GrantSpec) -> dict[str, Any]:
 
 def check(data: Mapping[str, Any], schema: DatasetSchema) -> GrantSpec:
     """The request for one dataset in its canonical form; ``SpecError`` says what to change."""
-    return parse_spec(data, schema.tables, schema.tags)
+    return parse_spec(data, schema.tables, schema.tags or None)
 
 
 def described(specs: Mapping[str, Any] | None) -> dict[str, dict]:

@@ -7,11 +7,16 @@ import datetime as dt
 
 import pytest
 
+from datasets.grant_spec import GrantSpec
+from datasets.requested_data import DatasetSchema
 from hub.catalogue_service.forms import (
+    AmendInput,
     ApplicationContext,
     ApplicationInput,
     ApprovalInput,
     RefusalInput,
+    RequestInput,
+    read_amendment,
     parse_date,
     parse_members,
     read_application,
@@ -19,14 +24,33 @@ from hub.catalogue_service.forms import (
     read_refusal,
 )
 
-CONTEXT = ApplicationContext(datasets=frozenset({"claims", "hospital_stays"}),
-                             people=frozenset({"alice", "erin", "bob"}), projects=frozenset({"cardio-risk"}))
+def table(*columns: tuple[str, str]) -> dict:
+    return {"schema": [list(c) for c in columns], "rows": 1, "files": 1, "bytes": 1, "partitions": [],
+            "partition_keys": []}
+
+
+# The newest versions' manifests, as DatasetVersion.tables records them.
+SCHEMAS = {
+    "hospital_stays": DatasetSchema("hospital_stays", "2024.1", {
+        "hospital_stays": table(("stay_id", "string"), ("patient_id", "string"), ("admission_date", "date32[day]"),
+                                ("main_diagnosis", "string"), ("length_of_stay", "int64"))},
+        {"stay_id": "direct", "patient_id": "direct", "admission_date": "indirect"}),
+    "claims": DatasetSchema("claims", "2024.1", {
+        ".": table(("patient_id", "string"), ("care_date", "date32[day]"), ("atc_code", "string"))}, {}),
+    "cohort": DatasetSchema("cohort", "2024.1", {
+        "cohort": table(("study_id", "string"), ("inclusion_date", "date32[day]"), ("age", "int64")),
+        "linkage": table(("study_id", "string"), ("patient_id", "string"))}, {}),
+}
+CONTEXT = ApplicationContext(datasets=frozenset({"claims", "hospital_stays", "cohort"}),
+                             people=frozenset({"alice", "erin", "bob"}), projects=frozenset({"cardio-risk"}),
+                             schemas=SCHEMAS)
+STAYS = ["hospital_stays:hospital_stays:main_diagnosis", "hospital_stays:hospital_stays:admission_date"]
 
 
 def typed(**changes) -> ApplicationInput:
     values = dict(slug="stroke-care", title="Stroke care", lay_summary="After a stroke.", purpose="Pathways.",
                   public_interest="Better care.", datasets=["hospital_stays"], members="erin",
-                  starts_on="2026-12-01", ends_on="2027-11-30")
+                  starts_on="2026-12-01", ends_on="2027-11-30", request=RequestInput(variables=list(STAYS)))
     return ApplicationInput(**{**values, **changes})
 
 
@@ -50,11 +74,71 @@ def test_a_good_application_becomes_the_workflow_form():
     assert form.slug == "stroke-care" and form.datasets == ["hospital_stays"]
     assert form.members == ["erin"]  # the applicant is a member already, as principal investigator
     assert (form.starts_on, form.ends_on) == (dt.date(2026, 12, 1), dt.date(2027, 11, 30))
+    assert form.specs == {"hospital_stays": {"tables": {"hospital_stays": ["main_diagnosis", "admission_date"]},
+                                             "period": None, "justification": None}}
+
+
+def test_the_variables_and_the_period_asked_for_become_the_grant_spec():
+    request = RequestInput.from_arguments({
+        "variables": [*STAYS, "claims:.:atc_code"], "period_from:claims": ["2022-01-01"],
+        "period_until:claims": ["2023-12-31"], "justification:claims": [" "], "slug": ["x"]})
+    form, problems = read_application(typed(datasets=["hospital_stays"], request=request), CONTEXT, "alice")
+    assert problems == {}
+    assert form.datasets == ["claims", "hospital_stays"]  # a variable ticked asks for its dataset
+    assert form.specs["claims"] == {"tables": {".": ["atc_code"]}, "justification": None,
+                                    "period": {"from": dt.date(2022, 1, 1), "until": dt.date(2023, 12, 31)}}
+
+
+def test_a_dataset_without_variables_a_missing_column_and_a_half_period_are_refused_where_they_are():
+    request = RequestInput(variables=["hospital_stays:hospital_stays:blood_group"],
+                           period_from={"claims": "2022-01-01"})
+    form, problems = read_application(typed(datasets=["hospital_stays", "claims"], request=request), CONTEXT, "alice")
+    assert form is None
+    assert problems["variables:claims"].params == {"dataset": "claims"}
+    assert problems["variables:hospital_stays"].message.startswith("Table {table} has no column {columns}")
+    assert problems["variables:hospital_stays"].params["columns"] == "blood_group"
+    request = RequestInput(variables=list(STAYS), period_from={"hospital_stays": "2023-01-01"},
+                           period_until={"hospital_stays": "2022-01-01"})
+    _, problems = read_application(typed(request=request), CONTEXT, "alice")
+    assert set(problems) == {"period:hospital_stays"}
+    assert problems["period:hospital_stays"].message == "The period ends ({end}) before it starts ({start})."
+
+
+def test_a_direct_identifier_is_asked_for_only_with_a_justification():
+    request = RequestInput(variables=[*STAYS, "hospital_stays:hospital_stays:stay_id"])
+    _, problems = read_application(typed(request=request), CONTEXT, "alice")
+    assert set(problems) == {"justification:hospital_stays"}
+    request.justification["hospital_stays"] = "Stays are followed across transfers."
+    form, problems = read_application(typed(request=request), CONTEXT, "alice")
+    assert problems == {} and form.specs["hospital_stays"]["justification"] == "Stays are followed across transfers."
+    # the person key is never handed out: asking for it needs no justification, it becomes the pseudonym
+    request = RequestInput(variables=[*STAYS, "hospital_stays:hospital_stays:patient_id"])
+    assert read_application(typed(request=request), CONTEXT, "alice")[1] == {}
+
+
+def test_a_cohort_is_linked_through_its_producers_table_which_is_never_offered():
+    request = RequestInput(variables=["cohort:cohort:study_id", "cohort:cohort:age"],
+                           justification={"cohort": "The study identifier links the cohort to the claims."})
+    form, problems = read_application(typed(datasets=[], request=request), CONTEXT, "alice")
+    assert problems == {} and form.specs["cohort"]["linkage"] == "linkage"
+
+
+def test_a_recorded_request_fills_the_stewards_form_again():
+    spec = GrantSpec(tables={"hospital_stays": ("admission_date", "main_diagnosis")},
+                     period=(dt.date(2022, 1, 1), dt.date(2022, 12, 31)), justification="Because.")
+    request = RequestInput.of_specs({"hospital_stays": spec.to_json()})
+    assert sorted(request.variables) == sorted(STAYS)
+    assert (request.period_from, request.period_until) == ({"hospital_stays": "2022-01-01"},
+                                                            {"hospital_stays": "2022-12-31"})
+    specs, problems = read_amendment(AmendInput(["hospital_stays"], request), SCHEMAS)
+    assert problems == {} and specs["hospital_stays"]["justification"] == "Because."
+    specs, problems = read_amendment(AmendInput([], RequestInput()), SCHEMAS)
+    assert specs == {} and set(problems) == {"amend"}
 
 
 def test_every_problem_is_attached_to_its_field():
     raw = typed(slug="Cardio Risk!", title=" ", purpose="", datasets=[], members="erin, ghost, nobody",
-                starts_on="2027-06-30", ends_on="2027-01-01")
+                starts_on="2027-06-30", ends_on="2027-01-01", request=RequestInput())
     form, problems = read_application(raw, CONTEXT, "alice")
     assert form is None
     assert set(problems) == {"slug", "title", "purpose", "datasets", "members", "ends_on"}

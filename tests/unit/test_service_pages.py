@@ -19,14 +19,15 @@ from tre_core.i18n import _messages
 from datasets.models import AuditEvent, Person, Project, ProjectStatus
 from hub.catalogue_service import queries
 from hub.catalogue_service.app import VOCABULARY, Site, submit_application
-from hub.catalogue_service.forms import ApplicationInput, ApprovalInput, RefusalInput
+from hub.catalogue_service.forms import AmendInput, ApplicationInput, ApprovalInput, RefusalInput, RequestInput
 from hub.webkit.forms import Problem
 
 SERVICE = Path(__file__).resolve().parents[2] / "hub" / "catalogue_service"
 TODAY = dt.date(2026, 11, 23)
 STROKE = ApplicationInput(slug="stroke-care", title="Stroke care pathways",
                           lay_summary="How stroke patients are followed.", purpose="Describe pathways.", public_interest="Better rehabilitation.",
-                          datasets=["hospital_stays"], members="erin", starts_on="2026-11-01", ends_on="2027-10-31")
+                          datasets=["hospital_stays"], members="erin", starts_on="2026-11-01", ends_on="2027-10-31",
+                          request=RequestInput(variables=["hospital_stays:.:value"]))
 
 
 def read(url, query, *args):
@@ -98,7 +99,9 @@ def test_the_queue_holds_the_applications_with_their_members(catalogue_url):
         ("alice", "principal_investigator"), ("erin", "researcher")]
     page = render("steward.html", "fr", queue=[application], problems={},
                   approvals={"stroke-care": ApprovalInput(starts_on="2026-11-01")},
-                  refusals={"stroke-care": RefusalInput()}, notice={},
+                  refusals={"stroke-care": RefusalInput()}, notice={}, amending=set(),
+                  amendments={"stroke-care": AmendInput(["hospital_stays"], RequestInput.of_specs(
+                      application.requested_specs))}, choices=read(catalogue_url, queries.dataset_choices),
                   viewer=read(catalogue_url, queries.viewer, "steward"))
     form = page.find("form", id="approve-stroke-care")
     assert form["action"] == "/services/catalogue/steward/stroke-care/approve"
@@ -115,7 +118,8 @@ def test_only_stewards_and_admins_are_stewards(catalogue_url):
 
 def test_the_register_lists_approved_projects_and_names_nobody(catalogue_url):
     apply(catalogue_url)
-    apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "slug": "lab-trends", "datasets": ["beneficiaries"]}))
+    apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "slug": "lab-trends", "datasets": ["beneficiaries"],
+                                                 "request": RequestInput(variables=["beneficiaries:.:value"])}))
     apply(catalogue_url, ApplicationInput(**{**vars(STROKE), "slug": "waiting"}))
     with session_scope(catalogue_url) as session:
         workflow.approve(session, "steward", "stroke-care", approval_reference="CESREES-2026-0300",
@@ -123,7 +127,9 @@ def test_the_register_lists_approved_projects_and_names_nobody(catalogue_url):
         workflow.refuse(session, "steward", "lab-trends", reason="Too broad.")
     entries = read(catalogue_url, queries.public_register)
     assert [e.slug for e in entries] == ["stroke-care", "cardio-risk", "diabetes-outcomes"]
-    assert entries[0].datasets == (("hospital_stays", "Hospital stays (synthetic, PMSI MCO-like)"),)
+    [stays] = entries[0].datasets
+    assert (stays.dataset, stays.title, stays.variables, stays.period) == (
+        "hospital_stays", "Hospital stays (synthetic, PMSI MCO-like)", ("value",), None)
     assert entries[0].approval_reference == "CESREES-2026-0300"
     page = render("register.html", "en", entries=entries, user=None)
     text = page.get_text(" ")
@@ -168,10 +174,12 @@ def test_every_page_renders_in_the_hubs_look(language):
     pages = {
         "catalogue.html": dict(datasets=[]),
         "projects.html": dict(projects=[], applied=None, spawn_prefix="/hub/spawn/alice/"),
-        "apply.html": dict(typed=ApplicationInput(), choices=[("claims", "Claims")],
+        "apply.html": dict(typed=ApplicationInput(), choices=[queries.DatasetChoice("claims", "Claims", "2024.1", (
+                               ("claims", (queries.Variable("claims", "atc_code", "string", None, False),)),))],
                            problems={"form": Problem("The catalogue did not record the application: {reason}",
                                                      {"reason": "x"})}),
-        "steward.html": dict(queue=[], approvals={}, refusals={}, problems={}, notice={"refused": "x"}),
+        "steward.html": dict(queue=[], approvals={}, refusals={}, problems={}, notice={"refused": "x"},
+                             amendments={}, amending=set(), choices=[]),
         "register.html": dict(entries=[]),
         "error.html": dict(status_code=404, reason="Not Found", message=None),
     }

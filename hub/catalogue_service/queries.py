@@ -19,7 +19,8 @@ from datasets.grant_spec import needs_justification
 from datasets.models import Dataset, DatasetVersion, Grant, Membership, Person, Project, ProjectStatus
 from datasets.requested_data import DatasetSchema, schema_of
 from datasets.versions import projects_granted
-from hub.catalogue_service.granted import Asked, ExtractLine, granted_of, granted_once, project_extracts
+from hub.catalogue_service.granted import (Asked, ExtractLine, ExtractsOverview, extracts_overview,  # noqa: F401
+                                           granted_of, granted_once, project_extracts)
 from hub.catalogue_service.granted import requested as _asked
 
 from hub.catalogue_service.forms import ApplicationContext

@@ -218,3 +218,69 @@ def test_each_version_shows_tables_rows_root_hash_status_and_projects(catalogue_
         assert version["data-status"] == "suspended" and status in version.get_text()
         assert root in version.select_one(".version-root").get_text() and granted in version.get_text()
         assert version.select_one(".version-projects").get_text().split(", ") == ["cardio-risk", "diabetes-outcomes"]
+
+
+def test_the_steward_amends_what_is_asked_and_the_approval_grants_exactly_that(catalogue_url):
+    from hub.catalogue_service.app import amend_request
+
+    apply(catalogue_url)
+    with session_scope(catalogue_url) as session:
+        assert session.get(Project, "stroke-care").requested_specs["hospital_stays"]["tables"] == {".": ["value"]}
+    forged = AmendInput(["hospital_stays"], RequestInput(variables=["hospital_stays:.:blood_group"]))
+    with session_scope(catalogue_url) as session:
+        problems = amend_request(session, "steward", "stroke-care", forged)
+    assert problems["variables:hospital_stays"].params["columns"] == "blood_group"
+    amended = AmendInput(["hospital_stays"], RequestInput(variables=["hospital_stays:.:patient_id",
+                                                                     "hospital_stays:.:value"]))
+    with session_scope(catalogue_url) as session:
+        assert session.query(AuditEvent).filter_by(action="project.request_amended").count() == 0  # refused: nothing
+        assert amend_request(session, "steward", "stroke-care", amended) == {}
+    with session_scope(catalogue_url) as session:
+        event = session.query(AuditEvent).filter_by(action="project.request_amended").one()
+        assert (event.actor, event.project) == ("steward", "stroke-care")
+        assert event.details["before"]["hospital_stays"]["variables"] == ["value"]
+        assert event.details["after"]["hospital_stays"]["variables"] == ["patient_id", "value"]
+        with pytest.raises(workflow.PermissionDenied):  # alice applied: she cannot amend her own request
+            workflow.amend_request(session, "alice", "stroke-care", {"hospital_stays": {"tables": {".": ["value"]}}})
+    [application] = read(catalogue_url, queries.steward_queue)
+    assert [(a.dataset, a.variables) for a in application.asked] == [("hospital_stays", ("patient_id", "value"))]
+    with session_scope(catalogue_url) as session:
+        workflow.approve(session, "steward", "stroke-care", approval_reference="CESREES-2026-0300",
+                         starts_on=dt.date(2026, 11, 1), ends_on=dt.date(2027, 10, 31))
+        [grant] = session.get(Project, "stroke-care").grants
+        assert grant.spec["tables"] == {".": ["patient_id", "value"]} and grant.spec["period"] is None
+    [entry] = [e for e in read(catalogue_url, queries.public_register) if e.slug == "stroke-care"]
+    assert [(d.dataset, d.variables) for d in entry.datasets] == [("hospital_stays", ("patient_id", "value"))]
+    page = render("register.html", "fr", entries=[entry], user=None)
+    granted = page.select_one("#register-stroke-care li.granted-dataset")
+    assert "patient_id" in granted.get_text() and "toutes les années" in granted.get_text()
+
+
+def test_extracts_show_their_progress_to_members_and_counts_only_to_stewards(catalogue_url):
+    from datasets.models import Extract, ExtractStatus, Grant, OptOut
+
+    now = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
+    with session_scope(catalogue_url) as session:
+        grant = session.query(Grant).filter_by(project_slug="cardio-risk", dataset_slug="claims").one()
+        session.add(Extract(project_id="cardio-risk", dataset_version_id="claims@2024.1", grant_id=grant.id,
+                            spec_digest="0" * 64, status=ExtractStatus.BUILDING, progress=40, created_at=now))
+        session.add(Extract(project_id="cardio-risk", dataset_version_id="hospital_stays@2024.1", spec_digest="1" * 64,
+                            status=ExtractStatus.READY, progress=100, created_at=now, people=1200, linked=1140,
+                            cohort_people=1200))
+        session.add(OptOut(person_key="P000042", objected_on=dt.date(2026, 11, 2), recorded_at=now,
+                           recorded_by="steward", source="test"))
+    [cardio] = [p for p in read(catalogue_url, queries.my_projects, "alice", TODAY) if p.slug == "cardio-risk"]
+    assert {(e.dataset, e.status, e.progress) for e in cardio.extracts} == {
+        ("claims", "building", 40), ("hospital_stays", "ready", 100)}
+    for language, preparing in (("en", "Being prepared: 40 %"), ("fr", "En préparation : 40 %")):
+        page = render("projects.html", language, projects=[cardio], applied=None, spawn_prefix="/hub/spawn/alice/")
+        claims = page.select_one("#project-cardio-risk li.grant[data-dataset=claims] .extract")
+        assert claims["data-progress"] == "40" and preparing in claims.get_text()
+    overview = read(catalogue_url, queries.extracts_overview)
+    assert overview.optouts == 1
+    page = render("steward.html", "en", queue=[], approvals={}, refusals={}, problems={}, notice={}, amendments={},
+                  amending=set(), choices=[], overview=overview, viewer=read(catalogue_url, queries.viewer, "steward"))
+    stays = page.select_one("tr.extract[data-dataset=hospital_stays]")
+    assert "95 % (1,140 of 1,200 cohort people found)" in stays.select_one(".linkage-rate").get_text()
+    assert "opt-out register: 1." in page.find(id="optouts").get_text()
+    assert "P000042" not in page.get_text()

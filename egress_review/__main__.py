@@ -34,7 +34,7 @@ def airlock_from(settings: TRESettings) -> Airlock:
                    secrets_dir=settings.secrets_dir,
                    limits=Limits(settings.egress_max_file_bytes, settings.egress_max_request_bytes),
                    notify=notify.from_settings(settings), data_root=settings.data_root,
-                   checks_cache=settings.home / "checks")
+                   checks_cache=settings.home / "checks", extracts_root=settings.extracts_root)
 
 
 async def prepare():

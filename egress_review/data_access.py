@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from datasets.models import Dataset, Membership, Person, Project
+from datasets.models import Dataset, Extract, ExtractStatus, Membership, Person, Project
 from egress_review.models import Decision, ExportRequest, FileKind, RequestFile, RequestState, Review
 
 
@@ -88,6 +88,17 @@ def checker_emails(session: Session, request: ExportRequest, today: dt.date) -> 
     tied = set(members(session, request.project_slug))
     people = session.scalars(select(Person).where(Person.checker_accredited_until >= today)).all()
     return [p.email for p in people if p.email and p.username not in tied and p.username != request.author]
+
+
+def ready_extracts(session: Session, project_slug: str) -> list[tuple[str, str]]:
+    """(path under the extracts root, root hash) of the project's newest ready extract of each
+    dataset version: the data its workspaces hold, keyed by the project's pseudonyms."""
+    newest: dict[str, tuple[str, str]] = {}
+    for extract in session.scalars(select(Extract).where(
+            Extract.project_id == project_slug, Extract.status == ExtractStatus.READY,
+            Extract.path.is_not(None), Extract.root_hash.is_not(None)).order_by(Extract.id.desc())):
+        newest.setdefault(extract.dataset_version_id, (extract.path, extract.root_hash))
+    return [newest[key] for key in sorted(newest)]
 
 
 def dataset_columns(session: Session, slug: str) -> list[Any]:

@@ -48,7 +48,7 @@ class AirlockReader:
     def __init__(self, database_url: str, *, workspaces_root: Path, store: Store, secrets_dir: Path,
                  limits: Limits, notify: Callable[[list[str], str, str], None] | None = None,
                  today: Callable[[], dt.date] = dt.date.today, data_root: Path | None = None,
-                 checks_cache: Path | None = None) -> None:
+                 checks_cache: Path | None = None, extracts_root: Path | None = None) -> None:
         self.url = database_url
         self.workspaces_root = workspaces_root
         self.store = store
@@ -57,7 +57,8 @@ class AirlockReader:
         self.notify = notify
         self.today = today
         # Where the granted datasets are (for the identifier index) and where their indexes are cached.
-        self.checker = submission.Checker(store, data_root, checks_cache)
+        # and where the project's extracts are (their pseudonyms join the index)
+        self.checker = submission.Checker(store, data_root, checks_cache, extracts_root)
 
     # --- plumbing -----------------------------------------------------------------------------
 

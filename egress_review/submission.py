@@ -5,13 +5,17 @@ what context; ``freeze_and_check`` does the slow part outside any transaction: e
 copied into the store by its sha256 and every rule runs on the frozen copy. It writes no row:
 ``logic.Airlock.submit`` records the digests, results and new state in one commit afterwards.
 The catalogue's part of the checks (the project's rule overrides, the granted dataset versions
-for the identifier index, earlier releases for differencing) is read by ``inputs``.
+and the project's extracts for the identifier index, the same project's earlier releases for
+differencing) is read by ``inputs``. The index holds the datasets' identifying values, their
+database person keys (``patient_id`` and the SNDS names for it) whether tagged or not, and the
+project's own pseudonyms (``person_id`` of its extracts), which are what its outputs could leak.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from datasets import access
+from datasets.grant_spec import PERSON_KEYS, PSEUDONYM
 
 from egress_review import checks
 from egress_review import data_access as db
@@ -52,6 +57,7 @@ class CheckInputs:
     rules: dict[str, Any]
     datasets: tuple[tuple[str, str, str, tuple[str, ...]], ...]  # slug, version, storage path, columns
     released: tuple[checks.Released, ...]
+    extracts: tuple[tuple[str, str], ...] = ()  # the project's extracts: path under the extracts root, root hash
 
 
 def workspace_size(workspace: Path, path: str, limit: int) -> int:
@@ -106,14 +112,17 @@ def inputs(session: Session, project_slug: str, today: dt.date, store: Store,
                                      store.path_of(sha), Path(path).name)
                      for rid, path, sha in db.released_outputs(session, project_slug)
                      if Path(path).suffix.lower() in check_tables.TABLE_SUFFIXES)
-    return CheckInputs(dict(project.disclosure_rules or {}) if project else {}, datasets, released)
+    return CheckInputs(dict(project.disclosure_rules or {}) if project else {}, datasets, released,
+                       tuple(db.ready_extracts(session, project_slug)))
 
 
 class Checker:
     """Runs the rules with the project's parameters and the identifier index of its datasets."""
 
-    def __init__(self, store: Store, data_root: Path | None, checks_cache: Path | None) -> None:
+    def __init__(self, store: Store, data_root: Path | None, checks_cache: Path | None,
+                 extracts_root: Path | None = None) -> None:
         self.store, self.data_root, self.checks_cache = store, data_root, checks_cache
+        self.extracts_root = extracts_root
 
     def freeze_and_check(self, workspace: Path, pending: list[Pending], inputs_: CheckInputs,
                          max_file_bytes: int) -> Frozen:
@@ -141,9 +150,13 @@ class Checker:
                 "The project's disclosure_rules are wrong ({error}); ACRO's defaults were used. Ask a data steward "
                 "to fix them.", error=wrong.args[0] if wrong.args else str(wrong))))
         identifiers = None
-        if inputs_.datasets and self.data_root is not None:
+        datasets = inputs_.datasets if self.data_root is not None else ()
+        cached = self.checks_cache is not None or self.data_root is not None
+        extracts = inputs_.extracts if self.extracts_root is not None and cached else ()
+        if datasets or extracts:
             try:
-                identifiers = IdentifierIndex.merge(self.index_of(*d) for d in inputs_.datasets)
+                identifiers = IdentifierIndex.merge([*(self.index_of(*d) for d in datasets),
+                                                     *(self.index_of_extract(*e) for e in extracts)])
             except Exception as error:  # noqa: BLE001 - a missing dataset file must not block the request
                 log.exception("Identifier index not built")
                 notes.append(checks.result("identifier-leak", checks.REVIEW, Msg(
@@ -154,17 +167,36 @@ class Checker:
     def index_of(self, slug: str, version: str, storage_path: str, columns: tuple[str, ...]) -> IdentifierIndex:
         """One dataset version's index: built once from its Parquet files, then read from the cache."""
         assert self.data_root is not None
-        cache = (self.checks_cache or self.data_root / ".checks") / "identifiers" / f"{slug}@{version}.arrow"
+        # "keys": the person keys are in it whether the catalogue tags them or not (older caches lack them)
+        cache = self._cache() / f"{slug}@{version}.keys.arrow"
         if cache.exists():
             return IdentifierIndex.load(cache)
-        folder = self.data_root / storage_path
-        sources = []
-        for path in sorted(folder.rglob("*.parquet")):  # every partition of every table
-            import pyarrow.parquet as pq
-
-            present = set(pq.read_schema(path).names)
-            sources.append((path, [c for c in columns if c in present]))
-        index = IdentifierIndex.from_parquet(sources)
+        wanted = set(columns)
+        index = self._index(self.data_root / storage_path, lambda name: name in wanted or name.lower() in PERSON_KEYS)
         index.save(cache)
         log.info("Identifier index of %s@%s: %d values", slug, version, len(index))
         return index
+
+    def index_of_extract(self, path: str, root_hash: str) -> IdentifierIndex:
+        """The project's pseudonyms in one of its extracts; an extract never changes once built (a
+        rebuild is a new root hash), so its index is cached by root hash."""
+        assert self.extracts_root is not None
+        cache = self._cache() / f"extract-{root_hash}.arrow"
+        if cache.exists():
+            return IdentifierIndex.load(cache)
+        index = self._index(self.extracts_root / path, lambda name: name == PSEUDONYM)
+        index.save(cache)
+        log.info("Pseudonym index of extract %s: %d values", path, len(index))
+        return index
+
+    def _cache(self) -> Path:
+        return (self.checks_cache or self.data_root / ".checks") / "identifiers"
+
+    @staticmethod
+    def _index(folder: Path, chosen: Callable[[str], bool]) -> IdentifierIndex:
+        import pyarrow.parquet as pq
+
+        sources = []
+        for path in sorted(folder.rglob("*.parquet")):  # every partition of every table
+            sources.append((path, [c for c in pq.read_schema(path).names if chosen(c)]))
+        return IdentifierIndex.from_parquet(sources)

@@ -231,13 +231,11 @@ def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
         if heartbeat.lost:
             raise _TakenOver()
         target = folder / unit.output
-        if not target.exists():
+        if not _whole(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             temporary = target.with_name(target.name + ".tmp")
             con.execute(f"COPY ({unit_sql(plan, unit)}) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)")
-            fsync_path(temporary)
-            os.replace(temporary, target)
-            fsync_path(target.parent)
+            os.replace(temporary, target)  # its name under the folder is the partition's done-marker
             if settings.extract_test_slow_partition:
                 time.sleep(settings.extract_test_slow_partition)
         heartbeat.progress = min(99, int(100 * done / total))
@@ -245,9 +243,25 @@ def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
     if not plan.units:
         raise BuildError("the grant selects no file of the dataset version (its period holds no partition); "
                          "amend the grant's period.")
+    os.sync()  # one flush of every partition before the manifest, rather than one per file
     manifest = build_manifest(folder, describe=(job.dataset, job.version))
     make_read_only(folder)
     return {"manifest": manifest, "folder": folder, **counts}
+
+
+def _whole(path: Path) -> bool:
+    """A partition a run renamed into place: done, unless a crash of the machine (not of the process,
+    whose writes the kernel keeps) left it without its Parquet footer; then it is written again."""
+    if not path.exists():
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+        return True
+    except Exception:  # noqa: BLE001 - any unreadable footer means: write it again
+        path.unlink()
+        return False
 
 
 def _linkage_counts(con, plan: Plan) -> dict:

@@ -312,7 +312,13 @@ def _finish(url: str, job: _Job, result: dict, settings: TRESettings) -> None:
                                          "files": manifest.rows(), "tables": manifest.tables}, default=list))
         os.replace(temporary, record)
         if final.exists():
-            _exchange(folder, final)
+            try:
+                _exchange(folder, final)
+            except OSError:  # a file system without RENAME_EXCHANGE: aside, then in, a moment apart
+                aside = final.with_name(f".superseded-{extract.id}")
+                os.rename(final, aside)
+                os.rename(folder, final)
+                folder = aside
             remove_tree(folder)  # the previous extract: its opted-out people leave the disk now
         else:
             os.rename(folder, final)
@@ -347,8 +353,9 @@ def _failed(url: str, extract_id: int, problem: Exception) -> None:
                 "error": str(problem)[:500]})
 
 
-def build_pending(*, take_over: bool = True) -> list[int]:
-    """Queue what grants and opt-outs need, then build every pending extract, oldest first."""
+def build_pending(*, take_over: bool = True) -> tuple[list[int], dict[int, str]]:
+    """Queue what grants and opt-outs need, then build every pending extract, oldest first; one
+    failure (recorded on its row) does not stop the others. Returns (built, {failed: why})."""
     from extracts import jobs
 
     url = TRESettings().catalogue_url
@@ -356,6 +363,11 @@ def build_pending(*, take_over: bool = True) -> list[int]:
         jobs.enqueue_missing(session)
         jobs.rebuild_for_optouts(session)
         ids = [e.id for e in jobs.pending(session)]
+    built, failed = [], {}
     for extract_id in ids:
-        run(extract_id, take_over=take_over)
-    return ids
+        try:
+            run(extract_id, take_over=take_over)
+            built.append(extract_id)
+        except BuildError as exc:
+            failed[extract_id] = str(exc)
+    return built, failed

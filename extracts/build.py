@@ -231,13 +231,11 @@ def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
         if heartbeat.lost:
             raise _TakenOver()
         target = folder / unit.output
-        if not target.exists():
+        if not _whole(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             temporary = target.with_name(target.name + ".tmp")
             con.execute(f"COPY ({unit_sql(plan, unit)}) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)")
-            fsync_path(temporary)
-            os.replace(temporary, target)
-            fsync_path(target.parent)
+            os.replace(temporary, target)  # its name under the folder is the partition's done-marker
             if settings.extract_test_slow_partition:
                 time.sleep(settings.extract_test_slow_partition)
         heartbeat.progress = min(99, int(100 * done / total))
@@ -245,9 +243,25 @@ def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
     if not plan.units:
         raise BuildError("the grant selects no file of the dataset version (its period holds no partition); "
                          "amend the grant's period.")
+    os.sync()  # one flush of every partition before the manifest, rather than one per file
     manifest = build_manifest(folder, describe=(job.dataset, job.version))
     make_read_only(folder)
     return {"manifest": manifest, "folder": folder, **counts}
+
+
+def _whole(path: Path) -> bool:
+    """A partition a run renamed into place: done, unless a crash of the machine (not of the process,
+    whose writes the kernel keeps) left it without its Parquet footer; then it is written again."""
+    if not path.exists():
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+        return True
+    except Exception:  # noqa: BLE001 - any unreadable footer means: write it again
+        path.unlink()
+        return False
 
 
 def _linkage_counts(con, plan: Plan) -> dict:
@@ -298,7 +312,13 @@ def _finish(url: str, job: _Job, result: dict, settings: TRESettings) -> None:
                                          "files": manifest.rows(), "tables": manifest.tables}, default=list))
         os.replace(temporary, record)
         if final.exists():
-            _exchange(folder, final)
+            try:
+                _exchange(folder, final)
+            except OSError:  # a file system without RENAME_EXCHANGE: aside, then in, a moment apart
+                aside = final.with_name(f".superseded-{extract.id}")
+                os.rename(final, aside)
+                os.rename(folder, final)
+                folder = aside
             remove_tree(folder)  # the previous extract: its opted-out people leave the disk now
         else:
             os.rename(folder, final)
@@ -333,8 +353,9 @@ def _failed(url: str, extract_id: int, problem: Exception) -> None:
                 "error": str(problem)[:500]})
 
 
-def build_pending(*, take_over: bool = True) -> list[int]:
-    """Queue what grants and opt-outs need, then build every pending extract, oldest first."""
+def build_pending(*, take_over: bool = True) -> tuple[list[int], dict[int, str]]:
+    """Queue what grants and opt-outs need, then build every pending extract, oldest first; one
+    failure (recorded on its row) does not stop the others. Returns (built, {failed: why})."""
     from extracts import jobs
 
     url = TRESettings().catalogue_url
@@ -342,6 +363,11 @@ def build_pending(*, take_over: bool = True) -> list[int]:
         jobs.enqueue_missing(session)
         jobs.rebuild_for_optouts(session)
         ids = [e.id for e in jobs.pending(session)]
+    built, failed = [], {}
     for extract_id in ids:
-        run(extract_id, take_over=take_over)
-    return ids
+        try:
+            run(extract_id, take_over=take_over)
+            built.append(extract_id)
+        except BuildError as exc:
+            failed[extract_id] = str(exc)
+    return built, failed

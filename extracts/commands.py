@@ -69,15 +69,17 @@ def extracts_build(
     from extracts import build
 
     catalogue_url()
-    try:
-        if extract_id is not None:
+    if extract_id is not None:
+        try:
             build.run(extract_id, take_over=take_over)
-            built = [extract_id]
-        else:
-            built = build.build_pending(take_over=True)
-    except build.BuildError as exc:
-        fail(str(exc))
+        except build.BuildError as exc:
+            fail(str(exc))
+        console.print(f"Extract {extract_id} is ready.")
+        return
+    built, failed = build.build_pending(take_over=True)
     console.print(f"{len(built)} extract(s) built: {', '.join(map(str, built)) or 'none pending'}.")
+    if failed:
+        fail("; ".join(f"extract {i}: {why}" for i, why in failed.items()))
 
 
 @optout_app.command("add")

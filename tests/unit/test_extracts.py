@@ -286,3 +286,30 @@ def test_build_killed_mid_way_leaves_no_extract_and_the_next_run_finishes_it(tre
         extract = session.get(Extract, extract_id)
         assert (extract.status, extract.progress) == (ExtractStatus.READY, 100)
     assert read(tre, extract).aggregate("count(*)").fetchall()[0][0] == raw(tre, "claims").aggregate("count(*)").fetchall()[0][0]
+
+
+def test_the_tre_commands_record_objections_and_build_what_grants_need(tre, tmp_path):
+    from typer.testing import CliRunner
+
+    from tre_core.cli import app
+
+    runner = CliRunner()
+    person = raw(tre, "beneficiaries").select("patient_id").limit(1).fetchall()[0][0]
+    listing = tmp_path / "objections.txt"
+    listing.write_text(f"{person}\nabc123,2026-11-30\n")
+    result = runner.invoke(app, ["optout", "import", str(listing), "--as", "steward"])
+    assert result.exit_code == 0 and "2 new objections" in result.output, result.output
+    result = runner.invoke(app, ["optout", "add", "Jean Dupont", "--as", "steward"])
+    assert result.exit_code == 1 and "never a name" in result.output
+    result = runner.invoke(app, ["optout", "add", "abc123", "--as", "alice"])
+    assert result.exit_code == 1 and "not a data steward" in result.output
+    assert "2 people on the opt-out register" in runner.invoke(app, ["optout", "count"]).output
+    result = runner.invoke(app, ["extracts", "build"])
+    assert result.exit_code == 0 and "4 extract(s) built" in result.output, result.output
+    listed = runner.invoke(app, ["extracts", "list", "--project", "diabetes-outcomes", "--json"])
+    assert listed.exit_code == 0 and listed.output.count('"ready"') == 2 and person not in listed.output
+    with session_scope(tre.catalogue_url) as session:
+        people = jobs.latest(session, "diabetes-outcomes", version_key("beneficiaries", "2024.1"))
+        total = raw(tre, "beneficiaries").aggregate("count(*)").fetchall()[0][0]
+        assert people.people == total - 1
+    assert "0 extract(s) built" in runner.invoke(app, ["extracts", "build"]).output

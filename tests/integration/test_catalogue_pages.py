@@ -1,7 +1,9 @@
 """The catalogue pages, driven as people use them, through the real hub, proxy and OAuth: alice
-applies for a project, a French browser reads French, bob is kept out of the stewards' queue, the
-steward approves from it, alice starts the new project's workspace and finds exactly its dataset,
-and the public register shows the project, without login and without anybody's name.
+applies for a project, asking for two variables of hospital stays over one year, a French browser
+reads French, bob is kept out of the stewards' queue, the steward amends the variables (a wrong
+amendment is refused and changes nothing) and approves from it, alice starts the new project's
+workspace and finds exactly its dataset, and the public register shows the project with the
+variables and period granted, without login and without anybody's name.
 
 The tests follow one another in this module, as the application's life does."""
 
@@ -29,6 +31,8 @@ APPLICATION = {
     "purpose": "Describe rehabilitation pathways after an acute stroke, by region.",
     "public_interest": "Fairer access to rehabilitation across regions.",
     "datasets": ["hospital_stays"],
+    "period_from:hospital_stays": "2022-01-01",
+    "period_until:hospital_stays": "2022-12-31",
     "members": "erin",
     "starts_on": TODAY.isoformat(),
     "ends_on": (TODAY + dt.timedelta(days=365)).isoformat(),
@@ -60,6 +64,14 @@ def post_form(hub: Hub, session: requests.Session, page: requests.Response, form
     return session.post(f"{hub.url}{form['action']}", data=data)
 
 
+def variables(page: requests.Response, dataset: str, *names: str) -> list[str]:
+    """The values of these variables' checkboxes on a form (``dataset:table:column``)."""
+    boxes = [box["value"] for box in soup(page).select(f"fieldset[data-dataset={dataset}] input[name=variables]")]
+    chosen = [v for v in boxes if v.rsplit(":", 1)[1] in names]
+    assert len(chosen) == len(names), boxes
+    return chosen
+
+
 def test_a_french_browser_sees_french_pages(pages_hub):
     alice = pages_hub.login("alice", "fr")
     reply = get(pages_hub, alice)
@@ -81,13 +93,17 @@ def test_a_french_browser_sees_french_pages(pages_hub):
     assert page.find("a", id="nav-home")["href"] == "/hub/home"
     apply_page = soup(get(pages_hub, alice, "apply"))
     assert apply_page.h1.get_text() == "Déposer une demande"
+    stays_request = apply_page.find("fieldset", id="request-hospital_stays")
+    assert "Données du" in stays_request.get_text() and "Table" in stays_request.get_text()
     assert apply_page.find("button", id="submit-application").get_text() == "Envoyer la demande"
 
 
 def test_a_bad_application_is_shown_again_with_its_problems_and_every_value_kept(pages_hub):
     alice = pages_hub.login("alice")
-    bad = {**APPLICATION, "members": "erin, ghost", "starts_on": "2027-06-30", "ends_on": "2027-01-01"}
-    reply = post_form(pages_hub, alice, get(pages_hub, alice, "apply"), "application", bad)
+    form = get(pages_hub, alice, "apply")
+    bad = {**APPLICATION, "members": "erin, ghost", "starts_on": "2027-06-30", "ends_on": "2027-01-01",
+           "variables": variables(form, "hospital_stays", "main_diagnosis"), "period_until:hospital_stays": ""}
+    reply = post_form(pages_hub, alice, form, "application", bad)
     assert reply.status_code == 400
     page = soup(reply)
     assert "The application was not recorded" in page.find(id="problems").get_text()
@@ -100,13 +116,19 @@ def test_a_bad_application_is_shown_again_with_its_problems_and_every_value_kept
         assert page.find("textarea", attrs={"name": name}).get_text() == bad[name], name
     checked = [box["value"] for box in page.find_all("input", attrs={"name": "datasets"}) if box.has_attr("checked")]
     assert checked == ["hospital_stays"]
+    # the variables and the period too, with the half period marked
+    assert [box["value"] for box in page.select("input[name=variables][checked]")] == bad["variables"]
+    assert page.find(id="period-hospital_stays-problem").get_text().startswith("Give both ends of the period")
+    assert page.find("input", attrs={"name": "period_from:hospital_stays"})["value"] == "2022-01-01"
     with catalogue(pages_hub) as session:
         assert session.get(Project, SLUG) is None
 
 
 def test_alice_applies_for_a_project_with_hospital_stays(pages_hub):
     alice = pages_hub.login("alice")
-    reply = post_form(pages_hub, alice, get(pages_hub, alice, "apply"), "application", APPLICATION)
+    form = get(pages_hub, alice, "apply")
+    application = {**APPLICATION, "variables": variables(form, "hospital_stays", "main_diagnosis", "admission_date")}
+    reply = post_form(pages_hub, alice, form, "application", application)
     assert reply.status_code == 200 and reply.url == f"{pages_hub.url}{PAGES}projects?applied={SLUG}"
     page = soup(reply)
     assert SLUG in page.find(id="applied").get_text()
@@ -116,6 +138,9 @@ def test_alice_applies_for_a_project_with_hospital_stays(pages_hub):
     with catalogue(pages_hub) as session:
         project = session.get(Project, SLUG)
         assert project.status is ProjectStatus.REQUESTED and project.requested_datasets == ["hospital_stays"]
+        [columns] = project.requested_specs["hospital_stays"]["tables"].values()
+        assert sorted(columns) == ["admission_date", "main_diagnosis"]
+        assert project.requested_specs["hospital_stays"]["period"] == ["2022-01-01", "2022-12-31"]
         assert {m.username for m in project.memberships} == {"alice", "erin"}
         applied = session.query(AuditEvent).filter_by(action="project.applied", project=SLUG).one()
         assert applied.actor == "alice"
@@ -150,6 +175,36 @@ def test_a_decision_without_the_form_token_is_refused(pages_hub):
         assert session.get(Project, SLUG).status is ProjectStatus.REQUESTED
 
 
+def test_the_steward_amends_what_is_asked_and_a_wrong_amendment_changes_nothing(pages_hub):
+    steward = pages_hub.login("steward")
+    queue = get(pages_hub, steward, "steward")
+    asked = soup(queue).find(id=f"asked-{SLUG}")
+    assert "main_diagnosis" in asked.get_text() and "2022-01-01 – 2022-12-31" in asked.get_text()
+    form = soup(queue).find("form", id=f"amend-{SLUG}")
+    ticked = [box["value"] for box in form.select("input[name=variables][checked]")]
+    assert sorted(v.rsplit(":", 1)[1] for v in ticked) == ["admission_date", "main_diagnosis"]
+    [table] = {v.split(":")[1] for v in ticked}
+    forged = post_form(pages_hub, steward, queue, f"amend-{SLUG}", {
+        "datasets": ["hospital_stays"], "variables": [*ticked, f"hospital_stays:{table}:blood_group"],
+        "period_from:hospital_stays": "2022-01-01", "period_until:hospital_stays": "2022-12-31"})
+    assert forged.status_code == 400
+    card = soup(forged).find("section", id=f"application-{SLUG}")
+    assert "has no column blood_group" in card.find(id="variables-hospital_stays-problem").get_text()
+    assert card.find("details").has_attr("open")
+    with catalogue(pages_hub) as session:
+        assert session.query(AuditEvent).filter_by(action="project.request_amended", project=SLUG).count() == 0
+        assert session.get(Project, SLUG).requested_specs["hospital_stays"]["period"] == ["2022-01-01", "2022-12-31"]
+    amended = post_form(pages_hub, steward, queue, f"amend-{SLUG}", {
+        "datasets": ["hospital_stays"], "variables": [*ticked, f"hospital_stays:{table}:length_of_stay"],
+        "period_from:hospital_stays": "2022-01-01", "period_until:hospital_stays": "2022-06-30"})
+    assert amended.status_code == 200 and amended.url.endswith(f"{PAGES}steward?amended={SLUG}")
+    assert "length_of_stay" in soup(amended).find(id=f"asked-{SLUG}").get_text()
+    with catalogue(pages_hub) as session:
+        event = session.query(AuditEvent).filter_by(action="project.request_amended", project=SLUG).one()
+        assert event.actor == "steward" and event.details["after"]["hospital_stays"]["period"] == (
+            "2022-01-01 – 2022-06-30")
+
+
 def test_the_steward_approves_it_from_the_queue(pages_hub):
     steward = pages_hub.login("steward")
     queue = get(pages_hub, steward, "steward")
@@ -180,6 +235,11 @@ def test_the_steward_approves_it_from_the_queue(pages_hub):
         assert project.status is ProjectStatus.ACTIVE and project.decided_by == "steward"
         assert [(g.dataset_slug, g.approval_reference) for g in project.grants] == [
             ("hospital_stays", "CESREES-2026-0300")]
+        # granted exactly as amended: three variables over the first half of 2022
+        [grant] = project.grants
+        [columns] = grant.spec["tables"].values()
+        assert sorted(columns) == ["admission_date", "length_of_stay", "main_diagnosis"]
+        assert grant.spec["period"] == ["2022-01-01", "2022-06-30"]
 
 
 def test_alice_sees_it_in_her_projects_and_its_workspace_has_exactly_its_dataset(pages_hub):
@@ -199,9 +259,11 @@ def test_alice_sees_it_in_her_projects_and_its_workspace_has_exactly_its_dataset
 
 def test_a_refused_application_tells_its_reason_and_stays_off_the_register(pages_hub):
     bob = pages_hub.login("bob")
+    form = get(pages_hub, bob, "apply")
     refused = {**APPLICATION, "slug": "lab-trends", "title": "Trends in laboratory results",
-               "datasets": ["beneficiaries"], "members": ""}
-    post_form(pages_hub, bob, get(pages_hub, bob, "apply"), "application", refused).raise_for_status()
+               "datasets": ["beneficiaries"], "members": "", "variables": variables(form, "beneficiaries", "sex", "region"),
+               "period_from:hospital_stays": "", "period_until:hospital_stays": ""}
+    post_form(pages_hub, bob, form, "application", refused).raise_for_status()
     steward = pages_hub.login("steward")
     reply = post_form(pages_hub, steward, get(pages_hub, steward, "steward"), "refuse-lab-trends",
                       {"reason": "The purpose does not need identifying columns; apply again without them."})
@@ -220,8 +282,10 @@ def test_the_public_register_shows_it_without_login_and_names_nobody(pages_hub):
     assert entry is not None
     text = entry.get_text(" ")
     for shown in (APPLICATION["title"], APPLICATION["lay_summary"], "hospital_stays", "CESREES-2026-0300",
-                  APPLICATION["starts_on"], APPLICATION["ends_on"]):
+                  APPLICATION["starts_on"], APPLICATION["ends_on"], "main_diagnosis", "length_of_stay",
+                  "2022-01-01 – 2022-06-30"):
         assert shown in text
+    assert "stay_id" not in text  # a variable not granted is not listed
     assert page.find(id="login") is not None  # read without signing in
     with catalogue(pages_hub) as session:
         people = session.query(Person).all()

@@ -40,6 +40,7 @@ class RequestInput:
     period_from: dict[str, str] = field(default_factory=dict)
     period_until: dict[str, str] = field(default_factory=dict)
     justification: dict[str, str] = field(default_factory=dict)
+    criteria: dict[str, str] = field(default_factory=dict)  # one criterion a line (``CRITERION``)
 
     @classmethod
     def from_arguments(cls, arguments: dict[str, list[str]]) -> RequestInput:
@@ -47,7 +48,7 @@ class RequestInput:
         typed = cls(variables=list(arguments.get("variables", [])))
         for name, values in arguments.items():
             kind, _, slug = name.partition(":")
-            if slug and kind in ("period_from", "period_until", "justification") and values:
+            if slug and kind in ("period_from", "period_until", "justification", "criteria") and values:
                 getattr(typed, kind)[slug] = values[-1]
         return typed
 
@@ -62,6 +63,7 @@ class RequestInput:
             if spec.period:
                 typed.period_from[slug], typed.period_until[slug] = (d.isoformat() for d in spec.period)
             typed.justification[slug] = spec.justification or ""
+            typed.criteria[slug] = "\n".join(criterion_line(c) for c in spec.criteria)
         return typed
 
     def datasets(self) -> list[str]:
@@ -70,7 +72,52 @@ class RequestInput:
 
 
 # Which field of the form a refusal of ``parse_spec`` belongs to.
-SPEC_FIELDS = {"tables": "variables", "period": "period", "justification": "justification"}
+SPEC_FIELDS = {"tables": "variables", "period": "period", "justification": "justification", "criteria": "criteria"}
+# A cohort criterion as a steward writes it, one a line: ``table.column operator value[, value...]``
+# (``column operator ...`` for a one-table dataset), e.g. ``stays.main_diagnosis prefix I21, I22``.
+CRITERION = re.compile(r"^\s*(?:(?P<table>[^\s.]+)\.)?(?P<column>\w+)\s+(?P<op>not_in|in|prefix|between|!=|<=|>=|=|<|>)"
+                       r"\s+(?P<values>\S.*?)\s*$")
+
+
+def criterion_line(criterion: dict) -> str:
+    value = criterion["value"]
+    values = value if isinstance(value, (list, tuple)) else [value]
+    shown = ", ".join(v.isoformat() if isinstance(v, dt.date) else str(v) for v in values)
+    column = criterion["column"] if criterion["table"] == "." else f"{criterion['table']}.{criterion['column']}"
+    return f"{column} {criterion['op']} {shown}"
+
+
+def read_criteria(text: str, schema: DatasetSchema) -> list[dict] | Problem:
+    """The criteria of the form's lines, each value typed as its column holds it (numbers as
+    numbers), for ``parse_spec`` to check; or the first line that cannot be read."""
+    from datasets.grant_spec import LIST_OPERATORS, kind_of
+
+    criteria = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        found = CRITERION.match(line)
+        if found is None:
+            return Problem("Line {n} is not a criterion; write table.column operator value, for example "
+                           "hospital_stays.main_diagnosis prefix I21, I22.", {"n": number})
+        table, column, op = found["table"] or ".", found["column"], found["op"]
+        kind = next((kind_of(t) for name, t in schema.tables.get(table, {}).get("schema", []) if name == column), "")
+        values = [_typed(v.strip(), kind) for v in found["values"].split(",") if v.strip()]
+        criteria.append({"table": table, "column": column, "op": op,
+                         "value": values if op in LIST_OPERATORS else (values[0] if len(values) == 1 else values)})
+    return criteria
+
+
+def _typed(value: str, kind: str) -> object:
+    if kind == "number":
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return value
+    return value
 
 
 def _period(raw: RequestInput, slug: str, problems: Problems) -> dict[str, dt.date] | None:
@@ -116,6 +163,12 @@ def read_request(datasets: list[str], raw: RequestInput,
                       "justification": raw.justification.get(slug, "").strip() or None}
         if f"period:{slug}" in problems:
             continue
+        criteria = read_criteria(raw.criteria.get(slug, ""), schema)
+        if isinstance(criteria, Problem):
+            problems[f"criteria:{slug}"] = criteria
+            continue
+        if criteria:
+            data["criteria"] = criteria
         linkage = schema.linkage
         if linkage and any(_links(schema, linkage, table) for table in chosen[slug]):
             data["linkage"] = linkage  # the cohort reaches the person through its producer's table

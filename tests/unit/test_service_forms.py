@@ -174,3 +174,24 @@ def test_a_refusal_needs_its_reason():
     assert read_refusal(RefusalInput("  Too broad.  ")) == ("Too broad.", {})
     reason, problems = read_refusal(RefusalInput(" "))
     assert reason is None and problems["reason"].message == "A refusal gives its reason, for the applicant."
+
+
+def test_the_steward_writes_cohort_criteria_one_a_line_and_a_wrong_one_is_refused_on_its_field():
+    request = RequestInput(variables=list(STAYS), criteria={"hospital_stays": (
+        "hospital_stays.main_diagnosis prefix I21, I22\n\nhospital_stays.length_of_stay >= 2")})
+    specs, problems = read_amendment(AmendInput(["hospital_stays"], request), SCHEMAS)
+    assert problems == {}
+    assert specs["hospital_stays"]["criteria"] == [
+        {"table": "hospital_stays", "column": "main_diagnosis", "op": "prefix", "value": ["I21", "I22"]},
+        {"table": "hospital_stays", "column": "length_of_stay", "op": ">=", "value": 2}]  # a number, as the column
+    spec = GrantSpec.from_json({**specs["hospital_stays"], "period": None, "linkage": None,
+                                "criteria": specs["hospital_stays"]["criteria"], "tables": {"hospital_stays": ["a"]}})
+    assert RequestInput.of_specs({"hospital_stays": spec.to_json()}).criteria["hospital_stays"] == (
+        "hospital_stays.main_diagnosis prefix I21, I22\nhospital_stays.length_of_stay >= 2")
+    for text, message in (("main_diagnosis is heart", "Line {n} is not a criterion"),
+                          ("hospital_stays.blood_group = A", "Criterion {n}: table {table} has no column {column}."),
+                          ("hospital_stays.length_of_stay prefix 2", "Criterion {n}: prefix applies to codes")):
+        request.criteria["hospital_stays"] = text
+        _, problems = read_amendment(AmendInput(["hospital_stays"], request), SCHEMAS)
+        assert list(problems) == ["criteria:hospital_stays"] and problems["criteria:hospital_stays"].message.startswith(
+            message), text

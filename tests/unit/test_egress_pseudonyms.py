@@ -58,3 +58,19 @@ def test_the_scan_covers_the_projects_pseudonyms_and_the_database_keys(catalogue
     # Without the extracts root (the control), the pseudonyms are not known: the probe above is real.
     _, blind = submission.Checker(store, data, tmp_path / "cache-2", None).context(inputs)
     assert blind.identifiers.contains([str(OURS), "P0000042"]).tolist() == [False, True]
+
+
+def test_differencing_compares_with_the_same_projects_releases_only(catalogue_url, tmp_path):
+    from tests.unit.egress_fixtures import make_airlock, submitted_request
+
+    airlock = make_airlock(catalogue_url, tmp_path)
+    request = submitted_request(airlock)
+    for checker in ("carol", "dave"):
+        table = next(f.id for f in airlock.get("alice", request).files if f.name == "table.csv")
+        airlock.review(checker, request, {table: "approve"})
+    assert airlock.release("carol", request) == ["table.csv"]
+    with session_scope(catalogue_url) as session:
+        ours = submission.inputs(session, "cardio-risk", TODAY, airlock.store)
+        theirs = submission.inputs(session, "diabetes-outcomes", TODAY, airlock.store)
+    assert [r.name for r in ours.released] == ["table.csv"]  # the probe: releases are found
+    assert theirs.released == ()  # another project's releases are not compared with

@@ -313,3 +313,12 @@ def test_the_tre_commands_record_objections_and_build_what_grants_need(tre, tmp_
         total = raw(tre, "beneficiaries").aggregate("count(*)").fetchall()[0][0]
         assert people.people == total - 1
     assert "0 extract(s) built" in runner.invoke(app, ["extracts", "build"]).output
+    with session_scope(tre.catalogue_url) as session:
+        grant = grant_of(session, "cardio-risk", "claims")
+        workflow.set_grant_spec(session, "steward", grant.id, {"columns": ["care_date", "region"]})
+        queued = jobs.enqueue_for_grant(session, grant).id
+    result = runner.invoke(app, ["extracts", "build", str(queued)])
+    assert result.exit_code == 0 and f"Extract {queued} is ready" in result.output, result.output
+    status = runner.invoke(app, ["extracts", "status", str(queued), "--json"])
+    assert '"ready"' in status.output and '"100%"' in status.output
+    assert runner.invoke(app, ["extracts", "status", "999"]).exit_code == 1

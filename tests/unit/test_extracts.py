@@ -322,3 +322,18 @@ def test_the_tre_commands_record_objections_and_build_what_grants_need(tre, tmp_
     status = runner.invoke(app, ["extracts", "status", str(queued), "--json"])
     assert '"ready"' in status.output and '"100%"' in status.output
     assert runner.invoke(app, ["extracts", "status", "999"]).exit_code == 1
+
+
+def test_a_grant_removed_from_the_catalogue_file_leaves_its_extracts_on_record(tre, tmp_path):
+    extract = built(tre, "diabetes-outcomes", "beneficiaries")
+    text = DEMO_CATALOGUE.read_text()
+    line = next(x for x in text.splitlines() if "{dataset: beneficiaries," in x)
+    smaller = tmp_path / "catalogue.yaml"
+    smaller.write_text(text.replace(line + "\n", ""))
+    with session_scope(tre.catalogue_url) as session:
+        cat.load_catalogue(session, cat.read_catalogue_file(smaller), tre.data_root)
+    with session_scope(tre.catalogue_url) as session:
+        kept = session.get(Extract, extract.id)
+        assert kept.grant_id is None and kept.root_hash == extract.root_hash
+        assert [e.dataset_version_id for e in jobs.enqueue_missing(session)] == [
+            "claims@2024.1", "hospital_stays@2024.1", "claims@2024.1"]

@@ -375,3 +375,19 @@ def build_pending(*, take_over: bool = True) -> tuple[list[int], dict[int, str]]
         except BuildError as exc:
             failed[extract_id] = str(exc)
     return built, failed
+
+
+def verify(settings: TRESettings, extract: Extract) -> Path:
+    """Before a mount: the ready extract's folder, compared with its manifest by path, size, inode and
+    modification time (nothing read); raises ``datasets.manifest.TreeChanged`` naming what differs."""
+    from datasets.manifest import TreeChanged
+
+    record = manifest_file(settings, extract)
+    if extract.status is not ExtractStatus.READY or not record.is_file():
+        raise TreeChanged(f"extract {extract.id} is {extract.status.value}, not ready")
+    manifest = json.loads(record.read_text())
+    if manifest["root_hash"] != extract.root_hash:
+        raise TreeChanged(f"the manifest beside extract {extract.id} is not the one recorded")
+    folder = final_folder(settings, extract)
+    verify_tree(folder, manifest["files"])
+    return folder

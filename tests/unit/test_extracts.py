@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from datasets import catalogue as cat
 from datasets import workflow
+from datasets.manifest import TreeChanged
 from datasets.grant_spec import GrantSpec, SpecError, parse_spec, whole_dataset
 from datasets.models import AuditEvent, DatasetVersion, Extract, ExtractStatus, Grant, version_key
 from datasets.schema import upgrade
@@ -92,6 +93,15 @@ def test_two_projects_get_disjoint_pseudonyms_for_the_same_people(tre):
     people = raw(tre, "claims").aggregate("count(DISTINCT patient_id)").fetchall()[0][0]
     assert cardio.people == diabetes.people == len(ours) == len(theirs) == people > 100
     assert ours.isdisjoint(theirs)
+    with session_scope(tre.catalogue_url) as session:
+        assert jobs.for_grant(session, grant_of(session, "cardio-risk", "claims")).id == cardio.id
+        assert build.verify(tre, session.get(Extract, cardio.id)) == tre.extracts_root / "cardio-risk" / "claims@2024.1"
+        extra = tre.extracts_root / "cardio-risk" / "claims@2024.1" / "year=2022" / "extra.parquet"
+        extra.parent.chmod(0o755)  # read-only for everyone but root; the test may run as another user
+        extra.write_bytes(b"")
+        with pytest.raises(TreeChanged, match="extra.parquet"):
+            build.verify(tre, session.get(Extract, cardio.id))
+        extra.unlink()
     # the person key is nowhere; the pseudonym is the project key's HMAC of it, the same in the
     # project's other dataset (so its sources join on it)
     assert "patient_id" not in read(tre, cardio).columns

@@ -23,6 +23,7 @@ import shutil
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,9 +159,10 @@ class _Heartbeat(threading.Thread):
                 pass
 
 
-def run(extract_id: int, *, take_over: bool = False) -> None:
+def run(extract_id: int, *, take_over: bool = False, progress: Callable[[int], None] | None = None) -> None:
     """Build extract ``extract_id`` (or finish a dead run's build with ``take_over``); nothing to do if it is
-    ready. Raises ``BuildError`` when it cannot, after recording the failure on the row and in the audit log."""
+    ready. Raises ``BuildError`` when it cannot, after recording the failure on the row and in the audit log.
+    ``progress(percent)`` is called as partitions are written (the row gets it with each heartbeat)."""
     settings = TRESettings()
     url = settings.catalogue_url
     with session_scope(url) as session:
@@ -177,7 +179,7 @@ def run(extract_id: int, *, take_over: bool = False) -> None:
     heartbeat = _Heartbeat(url, extract_id, settings.extract_heartbeat_seconds)
     heartbeat.start()
     try:
-        result = _build(job, settings, heartbeat)
+        result = _build(job, settings, heartbeat, progress or (lambda percent: None))
     except _TakenOver:
         return
     except Exception as exc:
@@ -213,7 +215,7 @@ def _connect(job: _Job, key: bytes):
     return con
 
 
-def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
+def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat, progress: Callable[[int], None]) -> dict:
     key = pseudonyms.project_key(settings.secrets_dir, job.project)
     folder = project_folder(settings, job.project) / f".building-{job.extract_id}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -227,6 +229,7 @@ def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
     counts = {"people": con.execute("SELECT count(*) FROM people").fetchone()[0]}
     counts |= _linkage_counts(con, plan)
     heartbeat.progress = int(100 / total)
+    progress(heartbeat.progress)
     for done, unit in enumerate(plan.units, start=2):
         if heartbeat.lost:
             raise _TakenOver()
@@ -239,6 +242,7 @@ def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
             if settings.extract_test_slow_partition:
                 time.sleep(settings.extract_test_slow_partition)
         heartbeat.progress = min(99, int(100 * done / total))
+        progress(heartbeat.progress)
     con.close()
     if not plan.units:
         raise BuildError("the grant selects no file of the dataset version (its period holds no partition); "
@@ -371,3 +375,19 @@ def build_pending(*, take_over: bool = True) -> tuple[list[int], dict[int, str]]
         except BuildError as exc:
             failed[extract_id] = str(exc)
     return built, failed
+
+
+def verify(settings: TRESettings, extract: Extract) -> Path:
+    """Before a mount: the ready extract's folder, compared with its manifest by path, size, inode and
+    modification time (nothing read); raises ``datasets.manifest.TreeChanged`` naming what differs."""
+    from datasets.manifest import TreeChanged
+
+    record = manifest_file(settings, extract)
+    if extract.status is not ExtractStatus.READY or not record.is_file():
+        raise TreeChanged(f"extract {extract.id} is {extract.status.value}, not ready")
+    manifest = json.loads(record.read_text())
+    if manifest["root_hash"] != extract.root_hash:
+        raise TreeChanged(f"the manifest beside extract {extract.id} is not the one recorded")
+    folder = final_folder(settings, extract)
+    verify_tree(folder, manifest["files"])
+    return folder

@@ -70,8 +70,12 @@ def extracts_build(
 
     catalogue_url()
     if extract_id is not None:
+        from rich.progress import Progress
+
         try:
-            build.run(extract_id, take_over=take_over)
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task(f"extract {extract_id}", total=100)
+                build.run(extract_id, take_over=take_over, progress=lambda percent: bar.update(task, completed=percent))
         except build.BuildError as exc:
             fail(str(exc))
         console.print(f"Extract {extract_id} is ready.")

@@ -143,3 +143,10 @@ def ready_extract(session: Session, project_id: str, dataset_version_id: str, sp
 def for_project(session: Session, project_id: str) -> list[Extract]:
     return list(session.scalars(select(Extract).where(Extract.project_id == project_id)
                                 .order_by(Extract.id.desc())))
+
+
+def for_grant(session: Session, grant: Grant) -> Extract | None:
+    """The ready extract of the grant's current spec, which its project's workspaces mount; None while
+    it is being prepared (``latest`` then gives the progress)."""
+    return ready_extract(session, grant.project_slug, version_key(grant.dataset_slug, grant.dataset_version),
+                         spec_of(session, grant).digest())

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from datasets import catalogue as cat
 from datasets import workflow
+from datasets.manifest import TreeChanged
 from datasets.grant_spec import GrantSpec, SpecError, parse_spec, whole_dataset
 from datasets.models import AuditEvent, DatasetVersion, Extract, ExtractStatus, Grant, version_key
 from datasets.schema import upgrade
@@ -92,6 +93,15 @@ def test_two_projects_get_disjoint_pseudonyms_for_the_same_people(tre):
     people = raw(tre, "claims").aggregate("count(DISTINCT patient_id)").fetchall()[0][0]
     assert cardio.people == diabetes.people == len(ours) == len(theirs) == people > 100
     assert ours.isdisjoint(theirs)
+    with session_scope(tre.catalogue_url) as session:
+        assert jobs.for_grant(session, grant_of(session, "cardio-risk", "claims")).id == cardio.id
+        assert build.verify(tre, session.get(Extract, cardio.id)) == tre.extracts_root / "cardio-risk" / "claims@2024.1"
+        extra = tre.extracts_root / "cardio-risk" / "claims@2024.1" / "year=2022" / "extra.parquet"
+        extra.parent.chmod(0o755)  # read-only for everyone but root; the test may run as another user
+        extra.write_bytes(b"")
+        with pytest.raises(TreeChanged, match="extra.parquet"):
+            build.verify(tre, session.get(Extract, cardio.id))
+        extra.unlink()
     # the person key is nowhere; the pseudonym is the project key's HMAC of it, the same in the
     # project's other dataset (so its sources join on it)
     assert "patient_id" not in read(tre, cardio).columns
@@ -313,3 +323,27 @@ def test_the_tre_commands_record_objections_and_build_what_grants_need(tre, tmp_
         total = raw(tre, "beneficiaries").aggregate("count(*)").fetchall()[0][0]
         assert people.people == total - 1
     assert "0 extract(s) built" in runner.invoke(app, ["extracts", "build"]).output
+    with session_scope(tre.catalogue_url) as session:
+        grant = grant_of(session, "cardio-risk", "claims")
+        workflow.set_grant_spec(session, "steward", grant.id, {"columns": ["care_date", "region"]})
+        queued = jobs.enqueue_for_grant(session, grant).id
+    result = runner.invoke(app, ["extracts", "build", str(queued)])
+    assert result.exit_code == 0 and f"Extract {queued} is ready" in result.output, result.output
+    status = runner.invoke(app, ["extracts", "status", str(queued), "--json"])
+    assert '"ready"' in status.output and '"100%"' in status.output
+    assert runner.invoke(app, ["extracts", "status", "999"]).exit_code == 1
+
+
+def test_a_grant_removed_from_the_catalogue_file_leaves_its_extracts_on_record(tre, tmp_path):
+    extract = built(tre, "diabetes-outcomes", "beneficiaries")
+    text = DEMO_CATALOGUE.read_text()
+    line = next(x for x in text.splitlines() if "{dataset: beneficiaries," in x)
+    smaller = tmp_path / "catalogue.yaml"
+    smaller.write_text(text.replace(line + "\n", ""))
+    with session_scope(tre.catalogue_url) as session:
+        cat.load_catalogue(session, cat.read_catalogue_file(smaller), tre.data_root)
+    with session_scope(tre.catalogue_url) as session:
+        kept = session.get(Extract, extract.id)
+        assert kept.grant_id is None and kept.root_hash == extract.root_hash
+        assert [e.dataset_version_id for e in jobs.enqueue_missing(session)] == [
+            "claims@2024.1", "hospital_stays@2024.1", "claims@2024.1"]

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from datasets.access import AccessRefused, Refusal, projects_of, workspace_access
-from datasets.grant_spec import needs_justification
+from datasets.grant_spec import PERSON_KEYS, needs_justification
 from datasets.models import Dataset, DatasetVersion, Grant, Membership, Person, Project, ProjectStatus
 from datasets.requested_data import DatasetSchema, schema_of
 from datasets.versions import projects_granted
@@ -123,6 +123,7 @@ class Variable:
     type: str
     identifier: str | None  # the catalogue's tag
     justified: bool  # granted only with a justification (direct identifiers, dates of birth)
+    pseudonymised: bool = False  # the person key: handed out as the project's pseudonym person_id
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ def _choice(dataset: Dataset, schema: DatasetSchema | None) -> DatasetChoice:
             continue
         tables.append((dataset.slug if table == "." else table, tuple(
             Variable(table=table, name=name, type=kind, identifier=schema.tags.get(name),
-                     justified=needs_justification(name, schema.tags)) for name, kind in info["schema"])))
+                     justified=needs_justification(name, schema.tags), pseudonymised=name.lower() in PERSON_KEYS)
+            for name, kind in info["schema"])))
     return DatasetChoice(slug=dataset.slug, title=dataset.title, version=schema.version if schema else None,
                          tables=tuple(tables))
 

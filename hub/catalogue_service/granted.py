@@ -11,11 +11,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from datasets.grant_spec import GrantSpec, whole_dataset
-from datasets.models import DatasetVersion, Grant, Project
+from datasets.models import DatasetVersion, Extract, Grant, OptOut, Project, version_key
+from extracts import jobs
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,6 @@ def _extract_line(extract: Any) -> ExtractLine:
 
 def project_extracts(session: Session, slug: str, grants: list[Grant]) -> tuple[ExtractLine, ...]:
     """The newest extract of each dataset version the project is granted."""
-    from extracts import jobs
-    from datasets.models import version_key
-
     found = []
     for key in sorted({version_key(g.dataset_slug, g.dataset_version) for g in grants}):
         extract = jobs.latest(session, slug, key)
@@ -105,10 +103,6 @@ class ExtractsOverview:
 
 
 def extracts_overview(session: Session) -> ExtractsOverview:
-    from sqlalchemy import func
-
-    from datasets.models import Extract, OptOut
-
     newest: dict[tuple[str, str], Any] = {}
     for extract in session.scalars(select(Extract).order_by(Extract.id.desc())):
         newest.setdefault((extract.project_id, extract.dataset_version_id), extract)

@@ -224,7 +224,7 @@ class StewardPage(Page):
     @authenticated
     async def get(self) -> None:
         if self.require_steward():
-            notice = {k: self.get_query_argument(k, "") for k in ("approved", "refused", "amended")}
+            notice = {k: self.get_query_argument(k, "") for k in ("approved", "refused")}
             await self._queue({}, {}, notice={k: v for k, v in notice.items() if re.fullmatch(SLUG, v)})
 
     async def _queue(self, typed: dict[str, Any], problems: dict[str, Problems], status: int = 200,
@@ -241,6 +241,9 @@ class StewardPage(Page):
             kind[slug] = value
         choices = await self.site.catalogue(queries.dataset_choices) if queue else []
         amending = {slug for slug, value in typed.items() if isinstance(value, forms.AmendInput)}
+        amended = self.get_query_argument("amended", "") if self.request.method == "GET" else ""
+        if re.fullmatch(SLUG, amended):  # back from recording an amendment
+            notice = {**(notice or {}), "amended": amended}
         self.show("steward.html", status, queue=queue, approvals=approvals, refusals=refusals, amendments=amendments,
                   amending=amending, choices=choices, problems=problems, notice=notice or {}, storage=await self.site.storage_of(None),
                   overview=await self.site.catalogue(queries.extracts_overview))

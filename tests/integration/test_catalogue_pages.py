@@ -199,6 +199,7 @@ def test_the_steward_amends_what_is_asked_and_a_wrong_amendment_changes_nothing(
         "period_from:hospital_stays": "2022-01-01", "period_until:hospital_stays": "2022-06-30"})
     assert amended.status_code == 200 and amended.url.endswith(f"{PAGES}steward?amended={SLUG}")
     assert "length_of_stay" in soup(amended).find(id=f"asked-{SLUG}").get_text()
+    assert f"What project {SLUG} asks for is amended" in soup(amended).find(id="notice").get_text()
     with catalogue(pages_hub) as session:
         event = session.query(AuditEvent).filter_by(action="project.request_amended", project=SLUG).one()
         assert event.actor == "steward" and event.details["after"]["hospital_stays"]["period"] == (

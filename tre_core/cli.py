@@ -31,15 +31,21 @@ def _registered() -> dict[str, object]:
 
 
 def _as_click(name: str, registered: object) -> click.Command:
-    """The Click command of an entry point's Typer app (a group) or function (one command)."""
-    if isinstance(registered, typer.Typer):
-        command = typer.main.get_group(registered)
-    else:
+    """The Click command of an entry point's Typer app (a group, with the commands other packages
+    add to it under ``tre.commands.<name>``) or function (one command)."""
+    from importlib.metadata import entry_points
+
+    if not isinstance(registered, typer.Typer):
         single = typer.Typer()
         single.command(name)(registered)
         command = typer.main.get_command(single)
-    command.name = name
-    return command
+        command.name = name
+        return command
+    group = typer.main.get_group(registered)
+    group.name = name
+    for extra in entry_points(group=f"tre.commands.{name}"):
+        group.add_command(_as_click(extra.name, extra.load()), extra.name)
+    return group
 
 
 class RegisteredCommands(TyperGroup):

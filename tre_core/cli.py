@@ -23,18 +23,27 @@ from tre_core import process
 from tre_core.terminal import host_user
 
 
-def _registered() -> dict[str, object]:
-    """The ``tre.commands`` entry points by name (reading the metadata imports nothing)."""
+_all_entry_points: list = []
+
+
+def _entry_points(group: str) -> list:
+    """The entry points of one group; the installed packages' metadata is read once (each
+    ``entry_points()`` call reads every package's, a tenth of a second)."""
     from importlib.metadata import entry_points
 
-    return {entry.name: entry for entry in entry_points(group="tre.commands")}
+    if not _all_entry_points:
+        _all_entry_points.append(entry_points())
+    return list(_all_entry_points[0].select(group=group))
+
+
+def _registered() -> dict[str, object]:
+    """The ``tre.commands`` entry points by name (reading the metadata imports nothing)."""
+    return {entry.name: entry for entry in _entry_points("tre.commands")}
 
 
 def _as_click(name: str, registered: object) -> click.Command:
     """The Click command of an entry point's Typer app (a group, with the commands other packages
     add to it under ``tre.commands.<name>``) or function (one command)."""
-    from importlib.metadata import entry_points
-
     if not isinstance(registered, typer.Typer):
         single = typer.Typer()
         single.command(name)(registered)
@@ -43,7 +52,7 @@ def _as_click(name: str, registered: object) -> click.Command:
         return command
     group = typer.main.get_group(registered)
     group.name = name
-    for extra in entry_points(group=f"tre.commands.{name}"):
+    for extra in _entry_points(f"tre.commands.{name}"):
         group.add_command(_as_click(extra.name, extra.load()), extra.name)
     return group
 

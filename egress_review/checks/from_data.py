@@ -66,7 +66,7 @@ def _largest_sums(cell: np.ndarray, amount: np.ndarray, size: int, n: int) -> li
     for _ in range(n):
         best = np.full(size, -np.inf)
         np.maximum.at(best, cell, remaining)
-        present = np.isfinite(best)
+        present = best > -np.inf  # the cell still has a contribution
         running = running + np.where(present, best, 0.0)
         sums.append(running)
         holders = np.flatnonzero(remaining == best[cell])

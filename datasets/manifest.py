@@ -128,28 +128,56 @@ def _refusals(tree: dict[str, os.stat_result], allowed_docs: frozenset[str]) -> 
     return problems
 
 
+_buffers = threading.local()  # one read buffer per hashing thread, reused for every file
+
+
 def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    """sha256 of a file, read into the thread's own buffer: ``read(BLOCK)`` allocated (and the
+    kernel mapped) 8 MiB for every read, which cost more than hashing a 100 KB partition file."""
+    buffer = getattr(_buffers, "block", None)
+    if buffer is None:
+        buffer = _buffers.block = memoryview(bytearray(BLOCK))
     digest = hashlib.sha256()
+    size = 0
     with open(path, "rb", buffering=0) as stream:
-        while block := stream.read(BLOCK):
-            digest.update(block)
+        while read := stream.readinto(buffer):
+            digest.update(buffer[:read])
+            size += read
             if progress:
-                progress(len(block))
+                progress(read)
     with _hashed_lock:
-        _hashed["bytes"] += os.path.getsize(path)
+        _hashed["bytes"] += size
         _hashed["files"] += 1
     return digest.hexdigest()
 
 
+def read_footer(path: Path):
+    """The Parquet footer (``FileMetaData``) of a file, or the exception a broken one raises."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a broken footer
+        return exc
+
+
 def hash_files(folder: Path, paths: list[str], progress: Callable[[int], None] | None = None,
-               threads: int | None = None) -> dict[str, str]:
-    """sha256 of each file, several at once (reads and hashing overlap across threads)."""
+               threads: int | None = None, footers: dict[str, object] | None = None) -> dict[str, str]:
+    """sha256 of each file, several at once (reads and hashing overlap across threads).
+
+    With ``footers`` (a dict to fill), each Parquet file's footer is read by the thread that has
+    just hashed it, while its last block is still in the page cache and while the other threads
+    hash: reading 1,000 footers one after the other, after all the hashing, was a fifth of a
+    registration's time."""
     def one(path: str) -> tuple[str, str]:
         try:
-            return path, sha256_file(folder / path, progress)
+            digest = sha256_file(folder / path, progress)
         except OSError as exc:
             raise ManifestError(f"{path} cannot be read ({exc.strerror}); make it readable by root "
                                 "and register again. Nothing was registered.") from None
+        if footers is not None and path.endswith(".parquet"):
+            footers[path] = read_footer(folder / path)  # one key per thread: dict assignment is atomic
+        return path, digest
 
     with ThreadPoolExecutor(max_workers=threads or min(8, (os.cpu_count() or 1) + 2)) as pool:
         return dict(pool.map(one, paths))
@@ -164,11 +192,11 @@ def table_of(path: str) -> tuple[str, tuple[str, ...]]:
     return parts[0], tuple(parts[1:])
 
 
-def describe_tables(folder: Path, parquet: list[str], sizes: dict[str, int] | None = None) -> dict[str, dict]:
-    """Tables, schemas, partitions and row counts from the Parquet footers; a schema that
-    differs between files of one table is refused, naming both files."""
-    import pyarrow.parquet as pq
-
+def describe_tables(folder: Path, parquet: list[str], sizes: dict[str, int] | None = None,
+                    footers: dict[str, object] | None = None) -> dict[str, dict]:
+    """Tables, schemas, partitions and row counts from the Parquet footers (``footers``, read
+    while hashing, or read here); a schema that differs between files of one table is refused,
+    naming both files."""
     tables: dict[str, dict] = {}
     first: dict[str, tuple[str, object]] = {}  # table -> (its first file, that file's Parquet schema)
     for path in parquet:
@@ -177,11 +205,10 @@ def describe_tables(folder: Path, parquet: list[str], sizes: dict[str, int] | No
         if bad:
             raise ManifestError(f"{path}: folder {bad[0]} inside table {table} is not a partition (key=value); "
                                 "lay the table out as table/key=value/…/file.parquet. Nothing was registered.")
-        try:
-            metadata = pq.read_metadata(folder / path)
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a broken footer
-            raise ManifestError(f"{path} is not a readable Parquet file ({exc}); replace it. "
-                                "Nothing was registered.") from None
+        metadata = footers[path] if footers and path in footers else read_footer(folder / path)
+        if isinstance(metadata, Exception):
+            raise ManifestError(f"{path} is not a readable Parquet file ({metadata}); replace it. "
+                                "Nothing was registered.")
         if table not in tables:
             first[table] = (path, metadata.schema)
             tables[table] = {"schema": _columns(metadata), "partitions": set(), "rows": 0, "files": 0, "bytes": 0,
@@ -230,9 +257,10 @@ def build_manifest(folder: Path, *, allowed_docs: frozenset[str] = DOCUMENTATION
         raise ManifestError(f"{folder} holds no Parquet file. Nothing was registered.")
     total = sum(tree[p].st_size for p in files)
     advance = (lambda n: progress(total, n)) if progress else None
-    digests = hash_files(folder, files, advance, threads)
+    footers: dict[str, object] = {}
+    digests = hash_files(folder, files, advance, threads, footers)
     tables = describe_tables(folder, [p for p in files if p.endswith(".parquet")],
-                             {p: tree[p].st_size for p in files})
+                             {p: tree[p].st_size for p in files}, footers)
     after = walk(folder)
     entries = []
     for path in files:

@@ -26,13 +26,23 @@ def upgrade(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
+_current: set[str] = set()  # databases found at the newest migration by this process
+
+
 def is_current(url: str) -> bool:
-    """Whether the database exists and is at the newest migration (never creates anything)."""
+    """Whether the database exists and is at the newest migration (never creates anything).
+    A database found current stays so for the process (a command asks several times, and each
+    time read the migration scripts); one that was not is asked again."""
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
+    if url in _current:
+        return True
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return False
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     with create_engine(url).connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision() == head
+        if MigrationContext.configure(connection).get_current_revision() != head:
+            return False
+    _current.add(url)
+    return True

@@ -2,7 +2,8 @@
 
 Registered under the ``tre.commands`` entry points (pyproject.toml). ``tre projects set-image``
 is here too (it asks the engine whether the image is there): it joins the catalogue's
-``projects`` commands.
+``projects`` commands through the ``tre.commands.projects`` entry points, so that it is there
+whether or not this module was imported before.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Annotated, Optional
 import typer
 
 from datasets.commands import Actor, act, catalogue_url
-from datasets.project_commands import projects_app
 from tre_core import labels as tre_labels
 from tre_core.db import session_scope
 from tre_core.settings import TRESettings
@@ -259,7 +259,6 @@ def images_retire(reference: Annotated[str, typer.Argument(help="NAME:VERSION")]
                   f"`tre images show {image.reference}` lists the running ones.")
 
 
-@projects_app.command("set-image")
 def projects_set_image(slug: str, reference: Annotated[str, typer.Argument(help="NAME or NAME:VERSION")],
                        actor: Actor) -> None:
     """Pin a project's workspaces to an image, by digest (new starts use it)."""

@@ -68,6 +68,50 @@ def _column_forms(column: pa.ChunkedArray) -> list[pa.Array]:
     return [pc.utf8_trim_whitespace(column.cast(pa.string()))]
 
 
+RUN = 1 << 22  # distinct values gathered from the batches before they become a run
+BATCH_ROWS = 1 << 20  # rows read at once from a Parquet file (within one row group)
+
+
+class _DistinctRuns:
+    """The distinct values of a stream of arrays, in bounded memory: values gather until ``run``
+    are held, their distinct ones become a run, and the last two runs merge (distinct of both)
+    while the newer holds at least half as many as the older, as in a log-structured merge. Each
+    value is hashed about log(values / run) times, and at most two runs and a batch are held
+    beside the result; compacting everything held each time the buffer filled (as before) hashed
+    the whole set again for every few files once the distinct values outnumbered the buffer."""
+
+    def __init__(self, run: int) -> None:
+        self.run = run
+        self.runs: list[pa.Array] = []
+        self.pending: list[pa.Array] = []
+        self.held = 0
+
+    def add(self, arrays: Iterable[pa.Array]) -> None:
+        for array in arrays:
+            self.pending.append(array)
+            self.held += len(array)
+        if self.held >= self.run:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        self.runs.append(pc.unique(pa.concat_arrays(self.pending)))
+        self.pending, self.held = [], 0
+        while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
+            newer = self.runs.pop()
+            self.runs[-1] = pc.unique(pa.concat_arrays([self.runs[-1], newer]))
+
+    def result(self) -> pa.Array:
+        """Every distinct value once, sorted."""
+        self._flush()
+        if not self.runs:
+            return pa.array([], type=pa.string())
+        merged = self.runs[0] if len(self.runs) == 1 else pc.unique(pa.concat_arrays(self.runs))
+        self.runs = []
+        return merged.take(pc.sort_indices(merged))
+
+
 class IdentifierIndex:
     def __init__(self, values: pa.Array) -> None:
         values = values.cast(pa.string()) if values.type != pa.string() else values
@@ -84,21 +128,26 @@ class IdentifierIndex:
         return cls(pa.array([form for v in values for form in _forms(v)], type=pa.string()))
 
     @classmethod
-    def from_parquet(cls, sources: Iterable[tuple[Path, list[str]]]) -> IdentifierIndex:
-        """The index of the named columns of these Parquet files, read one column at a time."""
+    def from_parquet(cls, sources: Iterable[tuple[Path, list[str]]], *, run: int = RUN) -> IdentifierIndex:
+        """The index of the named columns of these Parquet files, built incrementally: batch by
+        batch of each file's row groups, each column's distinct values go into ``_DistinctRuns``,
+        so memory follows the number of distinct values, not of rows (10^8 claims rows hold a few
+        million people and 730 days). The values come out sorted: the same files give the same
+        index, byte for byte, whatever the order of their batches."""
         import pyarrow.parquet as pq
 
-        parts: list[pa.Array] = []
-        held = 0
+        distinct = _DistinctRuns(run)
         for path, columns in sources:
-            for name in columns:
-                forms = _column_forms(pq.read_table(path, columns=[name]).column(name))
-                parts.extend(forms)
-                held += sum(len(f) for f in forms)
-                if held > 4_000_000:  # partitions repeat the same people: keep memory to the distinct values
-                    parts = [pc.unique(pa.concat_arrays(parts))]
-                    held = len(parts[0])
-        return cls(pa.concat_arrays(parts) if parts else pa.array([], type=pa.string()))
+            if not columns:
+                continue
+            parquet = pq.ParquetFile(path)
+            try:
+                for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(columns)):
+                    for name in columns:
+                        distinct.add(_column_forms(batch.column(name)))
+            finally:
+                parquet.close()
+        return cls(distinct.result())
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -132,3 +132,22 @@ def test_without_tre_home_the_demo_state_is_found(monkeypatch, tmp_path):
     (production).mkdir()
     (production / "tre.sqlite").touch()
     assert tre_settings.TRESettings().home == production
+
+
+def test_each_group_loads_on_its_own_with_the_commands_other_packages_add():
+    """`tre projects` in a fresh process has images' set-image (added through an entry point, not by
+    an import that happened earlier), and `tre datasets` does not import the other groups."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from tre_core.cli import app\n"
+             "sys.argv = ['tre', *sys.argv[1:]]\n"
+             "try:\n    app()\nexcept SystemExit:\n    pass\n"
+             "print('LOADED', sorted(m for m in ('images.commands', 'hub.commands', 'package_index.commands')"
+             " if m in sys.modules))")
+    projects = subprocess.run([sys.executable, "-c", probe, "projects", "set-image", "--help"],
+                              capture_output=True, text=True, check=True).stdout
+    assert "Pin a project's workspaces to an image" in projects
+    datasets = subprocess.run([sys.executable, "-c", probe, "datasets", "--help"],
+                              capture_output=True, text=True, check=True).stdout
+    assert "LOADED []" in datasets and "Datasets of the catalogue" in datasets

@@ -261,7 +261,11 @@ def test_a_request_through_the_pages_from_draft_to_download(service):
         checker.post(base + f"requests/{rid}/reviews", data={
             f"decision-{table_of(airlock, rid)}": "approve", "comment": "", "_xsrf": xsrf_of(review)})
     review = carol.get(base + f"reviews/{rid}")
-    carol.post(base + f"requests/{rid}/release", data={"_xsrf": xsrf_of(review)})
+    asked = carol.post(base + f"requests/{rid}/release", data={"_xsrf": xsrf_of(review)})
+    # a release is asked again before it is done: the first press only opens the confirmation
+    assert BeautifulSoup(asked.text, "html.parser").find("dialog", id="confirm-release") is not None
+    assert airlock.get("alice", rid).state == "reviewed"
+    carol.post(base + f"requests/{rid}/release", data={"_xsrf": xsrf_of(asked), "confirmed": "yes"})
     page = BeautifulSoup(alice.get(base + f"requests/{rid}").text, "html.parser")
     assert page.find(id="request-state")["data-state"] == "released"
     reviewed_sha = page.find(id=f"file-{table_of(airlock, rid)}")["data-sha256"]

@@ -175,8 +175,9 @@ class RequestFormPage(Page):
             if refused.status_code not in (400, 409):
                 raise
             field = getattr(refused, "field", None) or FIELD_OF_STEP.get(step, step)
-            if step in ("replace", "remove") and field == "file":
-                field = f"file-{arg('file', '')}"
+            if step in ("replace", "remove") and field == "file":  # beside the file's row, if it names one
+                named = arg("file", "")
+                field = f"file-{named}" if named.isascii() and named.isdigit() else "form"
             if step == "group":
                 field = "group:" + arg("group", "")
             shown = self.show_review if review_side else self.show_request

@@ -128,17 +128,20 @@ class NewRequestPage(Page):
     page_name = "new"
 
     async def get(self) -> None:
-        self.show("new.html", projects=await self.act(self.site.airlock.my_projects), form_problem=None, title="")
+        self.show("new.html", projects=await self.act(self.site.airlock.my_projects), problems={}, title="",
+                  chosen="")
 
     async def post(self) -> None:
         project, title = self.get_body_argument("project", ""), self.get_body_argument("title", "")
         try:
             request_id = await self.act(self.site.airlock.create, project, title)
         except HTTPError as refused:
-            if refused.status_code != 400:
+            if refused.status_code not in (400, 403):
                 raise
-            self.show("new.html", 400, projects=await self.act(self.site.airlock.my_projects),
-                      form_problem=refused.log_message % refused.args, title=title)
+            # a title to fix (400) or a project not one's own (403): beside its field, what was typed kept
+            field = "title" if refused.status_code == 400 else "project"
+            self.show("new.html", refused.status_code, projects=await self.act(self.site.airlock.my_projects),
+                      problems={field: refused.log_message % refused.args}, title=title, chosen=project)
             return
         self.see_other(f"requests/{request_id}")
 

@@ -219,3 +219,15 @@ def test_the_checkers_comments_stay_in_view_while_a_resubmission_is_reviewed(ser
     airlock.comment("dave", rid, "Still looking.", visible_to_researcher=True)
     page = soup(browser(base, "alice").get(base + f"requests/{rid}"))
     assert "Still looking." not in page.get_text()
+
+
+def test_a_new_request_refused_says_why_beside_its_field(service):
+    base, _ = service
+    alice = browser(base, "alice")
+    page = alice.get(base + "new")
+    blank = alice.post(base + "new", data={"project": "cardio-risk", "title": "  ", "_xsrf": xsrf_of(page)})
+    assert blank.status_code == 400 and "Give the request a title" in soup(blank).find(id="problem-title").get_text()
+    assert soup(blank).select_one("#project option[selected]")["value"] == "cardio-risk"
+    other = alice.post(base + "new", data={"project": "diabetes-outcomes", "title": "Mine", "_xsrf": xsrf_of(page)})
+    assert other.status_code == 403 and "diabetes-outcomes" in soup(other).find(id="problem-project").get_text()
+    assert soup(other).find(id="title")["value"] == "Mine"

@@ -56,6 +56,7 @@ class AuditAction(enum.StrEnum):
     EGRESS_REQUEST_CREATED = "egress.request.created"
     EGRESS_FILE_ADDED = "egress.file.added"
     EGRESS_FILE_REPLACED = "egress.file.replaced"
+    EGRESS_FILE_REMOVED = "egress.file.removed"
     EGRESS_GROUP_CHANGED = "egress.group.changed"
     EGRESS_COMMENTED = "egress.commented"
     EGRESS_SUBMITTED = "egress.submitted"

@@ -41,7 +41,7 @@ PAGE_ROUTES: dict[str, type[RequestHandler]] = {
     r"": HomePage,
     r"new": NewRequestPage,
     r"requests/(\d+)": RequestPage,
-    r"requests/(\d+)/(files|group|replace|comments|submit|withdraw|reviews|return|reject|release)": RequestFormPage,
+    r"requests/(\d+)/(files|group|replace|remove|comments|submit|withdraw|reviews|return|reject|release)": RequestFormPage,
     r"queue": QueuePage,
     r"reviews/(\d+)": ReviewPage,
     r"requests/(\d+)/files/(\d+)/(download|image|view)": FileContent,

@@ -80,7 +80,8 @@ def approved_ids(session: Session) -> list[int]:
 
 
 def referenced_digests(session: Session) -> set[str]:
-    return {h for h in session.scalars(select(RequestFile.sha256)) if h}
+    frozen = session.execute(select(RequestFile.sha256, RequestFile.checked_sha256)).all()
+    return {h for pair in frozen for h in pair if h}
 
 
 def checker_emails(session: Session, request: ExportRequest, today: dt.date) -> list[str]:

@@ -15,7 +15,12 @@ class Forbidden(PermissionError):
 
 
 class BadInput(ValueError):
-    """The input is wrong (HTTP 400); the message says what to change."""
+    """The input is wrong (HTTP 400); the message says what to change, and ``field`` (the second
+    argument, when given) which field of the form holds it, so a page shows it beside that field."""
+
+    @property
+    def field(self) -> str | None:
+        return self.args[1] if len(self.args) > 1 else None
 
 
 class StateConflict(ValueError):

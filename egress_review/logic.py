@@ -38,9 +38,9 @@ from egress_review.errors import BadInput, Forbidden, NotFound, StateConflict
 from egress_review.models import Comment, Decision, ExportRequest, FileGroup, FileKind, Release, RequestFile, Review
 from egress_review.permissions import Actor
 from egress_review.policies import Step
-from egress_review.reading import S, AirlockReader, Limits, M, _file, _no_workspace, _now
+from egress_review.reading import S, AirlockReader, Limits, M, _file, _no_workspace, _now, log
 from egress_review.store import SWEEP_GRACE
-from egress_review.views import complete_reviewers, facts, required
+from egress_review.views import complete_reviewers, facts, output_facts, required
 
 __all__ = ["Airlock", "BadInput", "Forbidden", "Limits", "NotFound", "StateConflict"]
 
@@ -86,42 +86,51 @@ class Airlock(AirlockReader):
         try:
             return submission.workspace_size(self.workspace(request.project_slug), path, self.limits.max_file_bytes)
         except FileNotFoundError:
-            raise BadInput(_no_workspace(request.project_slug)) from None
+            raise BadInput(_no_workspace(request.project_slug), "path") from None
 
     def add_file(self, username: str, request_id: int, path: str, group: str, kind: str,
                  context: str | None = None, controls: str | None = None) -> int:
-        """Add a workspace file to a group (created on first use); its content is read at submission."""
-        def act(session: Session) -> int:
-            actor, request = self._editable(session, username, request_id)
-            kind_ = _kind(kind)
-            group_ = _group_name(group)
-            relative = path.strip().removeprefix("/project/")
-            size = self._workspace_size(request, relative)
-            normalised = "/".join(p for p in relative.split("/") if p not in ("", "."))
-            if any(f.path == normalised for f in request.files):
-                raise BadInput(M("“{path}” is in this request already; replace it instead.", path=normalised))
-            name = normalised.rsplit("/", 1)[-1]
-            if name in RESERVED_NAMES:
-                raise BadInput(M("“{name}” is the name of the release's own record; rename the file in the workspace.",
-                                 name=name))
-            if kind_ == FileKind.OUTPUT and any(f.name == name and f.kind == FileKind.OUTPUT for f in request.files):
-                raise BadInput(M("Another output file is called “{name}”; released files sit side by side, so rename "
-                                 "one in the workspace.", name=name))
-            existing = next((g for g in request.groups if g.name == group_), None)
-            if existing is None:
-                existing = FileGroup(name=group_, context="", controls="")
-                request.groups.append(existing)
-            if context is not None:
-                existing.context = context.strip()
-            if controls is not None:
-                existing.controls = controls.strip()
-            record = RequestFile(path=normalised, group_name=group_, kind=kind_, checks=[])
-            request.files.append(record)
-            session.flush()
-            self._audit(session, actor, AuditAction.EGRESS_FILE_ADDED, request, file=record.id, path=normalised,
-                        group=group_, kind=kind_.value, size=size)
-            return record.id
-        return self._tx(act)
+        """Add a workspace file to a group (created on first use) and run the automatic checks on it at
+        once, so the researcher sees the verdicts before submitting; it is frozen and checked again at
+        submission."""
+        file_id = self._tx(self._add_file, username, request_id, path, group, kind, context, controls)
+        self._check_now(username, request_id, file_id)
+        return file_id
+
+    def _add_file(self, session: Session, username: str, request_id: int, path: str, group: str, kind: str,
+                  context: str | None, controls: str | None) -> int:
+        actor, request = self._editable(session, username, request_id)
+        if not path.strip():
+            raise BadInput(M("Choose a file: click one in the project folder, or type its path relative to "
+                             "/project, such as outputs/table.csv."), "path")
+        kind_ = _kind(kind)
+        group_ = _group_name(group)
+        relative = path.strip().removeprefix("/project/")
+        size = self._workspace_size(request, relative)
+        normalised = "/".join(p for p in relative.split("/") if p not in ("", "."))
+        if any(f.path == normalised for f in request.files):
+            raise BadInput(M("“{path}” is in this request already; replace it instead.", path=normalised), "path")
+        name = normalised.rsplit("/", 1)[-1]
+        if name in RESERVED_NAMES:
+            raise BadInput(M("“{name}” is the name of the release's own record; rename the file in the workspace.",
+                             name=name), "path")
+        if kind_ == FileKind.OUTPUT and any(f.name == name and f.kind == FileKind.OUTPUT for f in request.files):
+            raise BadInput(M("Another output file is called “{name}”; released files sit side by side, so rename "
+                             "one in the workspace.", name=name), "path")
+        existing = next((g for g in request.groups if g.name == group_), None)
+        if existing is None:
+            existing = FileGroup(name=group_, context="", controls="")
+            request.groups.append(existing)
+        if context is not None:
+            existing.context = context.strip()
+        if controls is not None:
+            existing.controls = controls.strip()
+        record = RequestFile(path=normalised, group_name=group_, kind=kind_, checks=[])
+        request.files.append(record)
+        session.flush()
+        self._audit(session, actor, AuditAction.EGRESS_FILE_ADDED, request, file=record.id, path=normalised,
+                    group=group_, kind=kind_.value, size=size)
+        return record.id
 
     def set_group(self, username: str, request_id: int, group: str, context: str, controls: str) -> None:
         def act(session: Session) -> None:
@@ -141,10 +150,49 @@ class Airlock(AirlockReader):
             submission.workspace_size(self.workspace(request.project_slug), record.path, self.limits.max_file_bytes)
             dropped = [r.reviewer for r in record.reviews]
             db.delete_reviews(session, [record.id])
-            record.sha256, record.size, record.checks = None, None, []
+            record.sha256, record.size, record.checks, record.checked_sha256 = None, None, [], None
             self._audit(session, actor, AuditAction.EGRESS_FILE_REPLACED, request, file=record.id,
                         path=record.path, reviews_reset=dropped)
         self._tx(act)
+        self._check_now(username, request_id, file_id)
+
+    def remove_file(self, username: str, request_id: int, file_id: int) -> None:
+        """Take a file out of a draft or returned request (its reviews go with it); a group left
+        without files goes too. The workspace file is not touched."""
+        def act(session: Session) -> None:
+            actor, request = self._editable(session, username, request_id)
+            record = _file(request, file_id)
+            for c in request.comments:
+                if c.file_id == record.id:
+                    c.file_id = None
+            request.files.remove(record)
+            if not any(f.group_name == record.group_name for f in request.files):
+                request.groups[:] = [g for g in request.groups if g.name != record.group_name]
+            self._audit(session, actor, AuditAction.EGRESS_FILE_REMOVED, request, file=file_id, path=record.path)
+        self._tx(act)
+
+    def _check_now(self, username: str, request_id: int, file_id: int) -> None:
+        """The same checks as at submission, on a copy of the file as it is now (kept in the store by
+        its digest, so the page shows the very cells that were checked). A file that cannot be read now
+        keeps no verdict and the act stands: submission reads and checks it again."""
+        def plan(session: Session):
+            _, request = self._editable(session, username, request_id)
+            pending = [submission.pending_of(request, _file(request, file_id))]
+            inputs = submission.inputs(session, request.project_slug, self.today(), self.store, username)
+            return request.project_slug, pending, inputs
+
+        def record(session: Session) -> None:
+            request = db.locked(session, request_id)
+            found = next((f for f in request.files if f.id == file_id), None) if request else None
+            if found is not None and found.sha256 is None:  # not frozen meanwhile by a submission
+                found.checked_sha256, _, found.checks = checked[file_id]
+        try:
+            project, pending, inputs = self._tx(plan)
+            checked = self.checker.freeze_and_check(self.workspace(project), pending, inputs,
+                                                    self.limits.max_file_bytes)
+            self._tx(record)
+        except (BadInput, Forbidden, NotFound, StateConflict, OSError):
+            log.warning("No early check of file %s of request %s", file_id, request_id, exc_info=True)
 
     def comment(self, username: str, request_id: int, text: str, *, visible_to_researcher: bool = True,
                 file_id: int | None = None) -> None:
@@ -203,6 +251,7 @@ class Airlock(AirlockReader):
         for f in request.files:
             if f.id in frozen:
                 f.sha256, f.size, f.checks = frozen[f.id]
+                f.checked_sha256 = f.sha256
         if was == S.RETURNED:
             # Approvals still hold for unchanged files; every other decision is taken again.
             db.delete_reviews(session, [f.id for f in request.files], keep_approvals=True)
@@ -313,12 +362,8 @@ class Airlock(AirlockReader):
         """Approve (a conditional step: one of two concurrent releases wins), copy out, mark released."""
         def approve(session: Session) -> None:
             actor, request = self._reviewable(session, username, request_id)
-            outputs = [policies.OutputFacts(f.name, sum(r.decision == Decision.APPROVE for r in f.reviews),
-                                            checks.outcome(f.checks or []) == checks.FAIL,
-                                            sum(r.decision == Decision.APPROVE and bool(r.override_reason)
-                                                for r in f.reviews))
-                       for f in request.files if f.kind == FileKind.OUTPUT]
-            policies.check_release(request.id, request.state, request.decided_by, outputs, required(session, request))
+            policies.check_release(request.id, request.state, request.decided_by, output_facts(request),
+                                   required(session, request))
             self._move(session, request, Step.APPROVE, S.APPROVED, decided_by=username, decided_at=_now())
             self._audit(session, actor, AuditAction.EGRESS_APPROVED, request)
         self._tx(approve)
@@ -379,7 +424,7 @@ def _kind(kind: str) -> FileKind:
         return FileKind(kind)
     except ValueError:
         raise BadInput(M("“{kind}” is not a kind of file: say output (to release) or supporting (for the checkers "
-                         "only).", kind=kind)) from None
+                         "only).", kind=kind), "kind") from None
 
 
 def _decision(decision: str) -> Decision:
@@ -392,5 +437,6 @@ def _decision(decision: str) -> Decision:
 def _group_name(group: str) -> str:
     name = group.strip()
     if not name or len(name) > GROUP_NAME_MAX:
-        raise BadInput(M("Name the group of files (1 to {limit} characters), such as “Table 1”.", limit=GROUP_NAME_MAX))
+        raise BadInput(M("Name the group of files (1 to {limit} characters), such as “Table 1”.", limit=GROUP_NAME_MAX),
+                       "group")
     return name

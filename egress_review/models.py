@@ -4,7 +4,8 @@ A request belongs to one project and one author; its files are grouped (each gro
 files are and which disclosure control was applied); each file, once submitted, is frozen by its
 sha256 in the service's store. A review is one checker's decision on one file; the request's state
 follows from the reviews through ``egress_review.logic``. The schema changes only through the
-Alembic migrations ``0004``, ``0007`` (one release per request) and ``0009a`` (a Fail's override).
+Alembic migrations ``0004``, ``0007`` (one release per request), ``0009a`` (a Fail's override) and
+``0013`` (the copy the checks ran on).
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class RequestFile(Base):
     size: Mapped[int | None]
     # Automatic check results ([] until a rule exists), as egress_review.checks writes them.
     checks: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # The copy in the store those checks ran on: taken when the file is added or replaced (so the
+    # researcher sees the verdicts before submitting), then the frozen copy (migration ``0013``).
+    checked_sha256: Mapped[str | None] = mapped_column(String(64))
 
     request: Mapped[ExportRequest] = relationship(back_populates="files")
     reviews: Mapped[list[Review]] = relationship(back_populates="file", cascade="all, delete-orphan",

@@ -16,8 +16,18 @@ from egress_review.site import MAX_ID, Base
 from egress_review.zip_stream import stream_zip
 
 
+# Where each form's refusal is shown when the act names no field (the add-file form: beside the path).
+FIELD_OF_STEP = {"files": "path", "replace": "file", "remove": "file", "comments": "text", "submit": "submit",
+                 "withdraw": "withdraw", "reviews": "review", "return": "return", "reject": "reject",
+                 "release": "release"}
+REVIEW_STEPS = ("reviews", "return", "reject", "release")
+CONFIRMED_STEPS = ("release", "withdraw", "reject")  # asked again before they are done
+EXCERPT_ROWS = 50
+
+
 class Page(Base):
     page_name = ""
+    back_to = ""  # the page a refusal links back to (the request's, once known)
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -26,14 +36,18 @@ class Page(Base):
                 self.redirect(self.get_login_url())
                 return
             raise HTTPError(403, "%s", self.text("Sign in first, then send the form again."))
+        self.exports, self.reviews = await self.site.run(self.site.airlock.roles, self.username)
         self.waiting = await self.site.run(self.site.airlock.waiting_count, self.username)
 
     def page_values(self) -> dict[str, Any]:
-        return {"user": self.current_user, "waiting": getattr(self, "waiting", 0)}
+        return {"user": self.current_user, "waiting": getattr(self, "waiting", 0),
+                "exports": getattr(self, "exports", True), "reviews": getattr(self, "reviews", False)}
 
     def error_page_values(self) -> dict[str, Any]:
         # the hub's answer as cached by prepare, never a new question (the error may be that it failed)
-        return {"user": getattr(self, "_hub_auth_user_cache", None), "waiting": getattr(self, "waiting", 0)}
+        return {"user": getattr(self, "_hub_auth_user_cache", None), "waiting": getattr(self, "waiting", 0),
+                "exports": getattr(self, "exports", True), "reviews": getattr(self, "reviews", False),
+                "back_to": self.back_to}
 
     def numbered_fields(self, prefix: str) -> dict[int, str]:
         """The form's fields ``<prefix><file id>``, by file id; a name that is not one is refused."""
@@ -48,15 +62,65 @@ class Page(Base):
                 found[int(number)] = value[0].decode()
         return found
 
+    # --- the two pages of a request, shown again with what was typed when a form is refused ---------
+
+    async def show_request(self, rid: int, status: int = 200, problems: dict[str, str] | None = None,
+                           typed: dict[str, str] | None = None, confirm: str = "") -> None:
+        view = await self.act(self.site.airlock.get, rid)
+        typed = typed or {}
+        folder = typed.get("folder", self.get_query_argument("folder", "")).strip("/")
+        listings: dict[str, list[Any]] = {}
+        browse_problem = None
+        if view.may_edit:
+            parts = [p for p in folder.split("/") if p]
+            for level in ["/".join(parts[:i]) for i in range(len(parts) + 1)]:
+                try:
+                    listings[level] = await self.act(self.site.airlock.browse, view.project, level)
+                except HTTPError as refused:
+                    browse_problem = refused.log_message % refused.args
+                    break
+        copies = await self.act(self.site.airlock.checked_copies, rid)
+        excerpts = {f.id: await self.site.run(excerpt_of, copies[f.id], f.name, f.checks)
+                    for f in view.files if f.id in copies and render.view_kind(f.name) == "table"
+                    and flagged_cells(f.checks)}
+        self.show("request.html", status, request=view, folder=folder, listings=listings,
+                  browse_problem=browse_problem, excerpts={k: v for k, v in excerpts.items() if v},
+                  flags={f.id: flagged_cells(f.checks) for f in view.files},
+                  done=self.get_query_argument("done", ""), problems=problems or {}, typed=typed, confirm=confirm)
+
+    async def show_review(self, rid: int, status: int = 200, problems: dict[str, str] | None = None,
+                          typed: dict[str, str] | None = None, confirm: str = "") -> None:
+        view = await self.act(self.site.airlock.get, rid)
+        shown: dict[int, dict[str, Any]] = {}
+        # contents only while the request awaits its checkers (the airlock refuses them otherwise)
+        for f in view.files if view.state in AWAITING_CHECKERS else ():
+            if f.sha256 is None:
+                continue
+            kind = render.view_kind(f.name)
+            entry: dict[str, Any] = {"kind": kind}
+            if kind in ("table", "text"):
+                _, path = await self.act(self.site.airlock.frozen_file, view.id, f.id)
+                if kind == "table":
+                    entry["rows"], entry["more"] = await self.site.run(render.table_rows, path, f.name)
+                else:
+                    entry["text"], entry["more"] = await self.site.run(render.text_of, path)
+            entry["flagged"] = flagged_cells(f.checks)
+            shown[f.id] = entry
+        self.show("review.html", status, request=view, shown=shown, done=self.get_query_argument("done", ""),
+                  problems=problems or {}, typed=typed or {}, confirm=confirm)
+
 
 class HomePage(Page):
     page_name = "home"
 
     async def get(self) -> None:
+        if self.reviews and not self.exports:  # a checker's work is the queue
+            self.redirect(self.site.prefix + "queue")
+            return
         views = await self.act(self.site.airlock.list_requests)
         projects = set(await self.act(self.site.airlock.my_projects))
         mine = [v for v in views if v.project in projects]
-        queue = await self.act(self.site.airlock.queue)
+        queue = await self.act(self.site.airlock.queue) if self.reviews else []
         self.show("home.html", requests=mine, queue=queue)
 
 
@@ -64,56 +128,79 @@ class NewRequestPage(Page):
     page_name = "new"
 
     async def get(self) -> None:
-        self.show("new.html", projects=await self.act(self.site.airlock.my_projects), form_problem=None, title="")
+        self.show("new.html", projects=await self.act(self.site.airlock.my_projects), problems={}, title="",
+                  chosen="")
 
     async def post(self) -> None:
         project, title = self.get_body_argument("project", ""), self.get_body_argument("title", "")
         try:
             request_id = await self.act(self.site.airlock.create, project, title)
         except HTTPError as refused:
-            if refused.status_code != 400:
+            if refused.status_code not in (400, 403):
                 raise
-            self.show("new.html", 400, projects=await self.act(self.site.airlock.my_projects),
-                      form_problem=refused.log_message % refused.args, title=title)
+            # a title to fix (400) or a project not one's own (403): beside its field, what was typed kept
+            field = "title" if refused.status_code == 400 else "project"
+            self.show("new.html", refused.status_code, projects=await self.act(self.site.airlock.my_projects),
+                      problems={field: refused.log_message % refused.args}, title=title, chosen=project)
             return
         self.see_other(f"requests/{request_id}")
 
 
 class RequestPage(Page):
-    """A request as the researcher sees it: state, groups, files, comments, and what they may do."""
+    """A request as the researcher sees it: state, groups, files with their automatic checks, the
+    project folder as a tree to add files from, comments, and what they may do."""
 
     page_name = "request"
 
     async def get(self, request_id: str) -> None:
-        view = await self.act(self.site.airlock.get, self.ident(request_id))
-        folder = self.get_query_argument("folder", "")
-        entries, browse_problem = [], None
-        if view.may_edit:
-            try:
-                entries = await self.act(self.site.airlock.browse, view.project, folder)
-            except HTTPError as refused:
-                browse_problem = refused.log_message % refused.args
-        self.show("request.html", request=view, folder=folder.strip("/"), entries=entries,
-                  browse_problem=browse_problem, done=self.get_query_argument("done", ""))
+        await self.show_request(self.ident(request_id))
 
 
 class RequestFormPage(Page):
-    """Every form of a request's page posts here; each goes back to the page with what happened."""
+    """Every form of a request's pages posts here. Done: back to the page (POST, redirect, GET).
+    Refused (400, 409): the same page again, the message beside the field, everything typed kept.
+    Release, withdraw and reject are asked again (a confirmation that needs no script)."""
 
     async def post(self, request_id: str, step: str) -> None:
         rid, airlock, arg = self.ident(request_id), self.site.airlock, self.get_body_argument
-        back = f"reviews/{rid}" if step in ("reviews", "return", "reject", "release") else f"requests/{rid}"
+        review_side = step in REVIEW_STEPS
+        back = f"reviews/{rid}" if review_side else f"requests/{rid}"
+        self.back_to = back
+        typed = {name: values[0].decode(errors="replace") for name, values in self.request.body_arguments.items()
+                 if name != "_xsrf"}
+        if step in CONFIRMED_STEPS and arg("confirmed", "") != "yes":
+            shown = self.show_review if review_side else self.show_request
+            await shown(rid, typed=typed, confirm=step)
+            return
+        try:
+            await self.step(rid, step, airlock, arg)
+        except HTTPError as refused:
+            if refused.status_code not in (400, 409):
+                raise
+            field = getattr(refused, "field", None) or FIELD_OF_STEP.get(step, step)
+            if step in ("replace", "remove") and field == "file":  # beside the file's row, if it names one
+                named = arg("file", "")
+                field = f"file-{named}" if named.isascii() and named.isdigit() else "form"
+            if step == "group":
+                field = "group:" + arg("group", "")
+            shown = self.show_review if review_side else self.show_request
+            await shown(rid, refused.status_code, problems={field: refused.log_message % refused.args}, typed=typed)
+            return
+        self.see_other(back, done=step)
+
+    async def step(self, rid: int, step: str, airlock: Any, arg: Any) -> None:
         if step == "files":
-            await self.act(airlock.add_file, rid, arg("path", ""), arg("group", ""), arg("kind", ""),
-                           arg("context", "") or None, arg("controls", "") or None)
+            await self.act(airlock.add_file, rid, arg("pick", "") or arg("path", ""), arg("group", ""),
+                           arg("kind", ""), arg("context", "") or None, arg("controls", "") or None)
         elif step == "group":
             await self.act(airlock.set_group, rid, arg("group", ""), arg("context", ""), arg("controls", ""))
         elif step == "replace":
             await self.act(airlock.replace_file, rid, self.ident(arg("file", "")))
+        elif step == "remove":
+            await self.act(airlock.remove_file, rid, self.ident(arg("file", "")))
         elif step == "comments":
             await self.act(airlock.comment, rid, arg("text", ""),
-                           visible_to_researcher=arg("visible_to_researcher", "") == "on" or
-                           arg("visible_to_researcher", "") == "true")
+                           visible_to_researcher=arg("visible_to_researcher", "") in ("on", "true"))
         elif step == "submit":
             await self.act(airlock.submit, rid)
         elif step == "withdraw":
@@ -130,7 +217,6 @@ class RequestFormPage(Page):
             await self.act(airlock.reject, rid, arg("comment", ""))
         elif step == "release":
             await self.act(airlock.release, rid)
-        self.see_other(back, done=step)
 
 
 class QueuePage(Page):
@@ -146,23 +232,17 @@ class ReviewPage(Page):
     page_name = "queue"
 
     async def get(self, request_id: str) -> None:
-        view = await self.act(self.site.airlock.get, self.ident(request_id))
-        shown: dict[int, dict[str, Any]] = {}
-        # contents only while the request awaits its checkers (the airlock refuses them otherwise)
-        for f in view.files if view.state in AWAITING_CHECKERS else ():
-            if f.sha256 is None:
-                continue
-            kind = render.view_kind(f.name)
-            entry: dict[str, Any] = {"kind": kind}
-            if kind in ("table", "text"):
-                _, path = await self.act(self.site.airlock.frozen_file, view.id, f.id)
-                if kind == "table":
-                    entry["rows"], entry["more"] = await self.site.run(render.table_rows, path, f.name)
-                else:
-                    entry["text"], entry["more"] = await self.site.run(render.text_of, path)
-            entry["flagged"] = flagged_cells(f.checks)
-            shown[f.id] = entry
-        self.show("review.html", request=view, shown=shown, done=self.get_query_argument("done", ""))
+        await self.show_review(self.ident(request_id))
+
+
+def excerpt_of(path: Path, name: str, results: list[dict[str, Any]]) -> list[tuple[int, list[str]]]:
+    """The rows of a checked table a researcher needs to see their flagged cells in context: the
+    first row (the header) and each row holding a flagged cell, as (row number, cells)."""
+    if not path.exists():
+        return []
+    rows, _ = render.table_rows(path, name)
+    wanted = sorted({0} | {r for r, _ in flagged_cells(results)})[:EXCERPT_ROWS]
+    return [(r, rows[r]) for r in wanted if r < len(rows)]
 
 
 def flagged_cells(results: list[dict[str, Any]]) -> dict[tuple[int, int], list[str]]:

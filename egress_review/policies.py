@@ -148,11 +148,13 @@ def review_visible(state: S, reviewer: str, viewer: str, viewer_is_checker_or_ad
 
 
 def comment_visible(state: S, *, own_or_researchers: bool, viewer_sees_private: bool,
-                    visible_to_researcher: bool) -> bool:
+                    visible_to_researcher: bool, earlier_round: bool = False) -> bool:
     """Researchers' comments: by all who see the request; a checker's: by checkers after blind review,
-    by the researcher only when made visible and the request is back with them or decided."""
+    by the researcher only when made visible and the request is back with them or decided, or when it
+    was made in an earlier round (before the latest submission): what the checkers asked stays in view
+    while the resubmission is reviewed."""
     if own_or_researchers:
         return True
     if viewer_sees_private:
-        return state not in BLIND
-    return visible_to_researcher and state in SHOWN_TO_RESEARCHER
+        return state not in BLIND or earlier_round
+    return visible_to_researcher and (state in SHOWN_TO_RESEARCHER or earlier_round)

@@ -115,6 +115,24 @@ class AirlockReader:
         mine = [r for r in self.list_requests(username) if r.author == username and r.state == S.RETURNED]
         return len(mine) + len(self.queue(username))
 
+    def roles(self, username: str) -> tuple[bool, bool]:
+        """(exports results: an active member of a project, reviews: an accredited output checker),
+        for the navigation and the landing page: each person sees what their role gives them to do."""
+        actor = self._tx(lambda s: self.actor(s, username))
+        return bool(actor.projects), actor.accredited_on(self.today())
+
+    def checked_copies(self, username: str, request_id: int) -> dict[int, Path]:
+        """The copies each file's automatic checks ran on, for the project's members to see their flagged
+        cells in context on the request's page (their own results, which they read in the workspace
+        anyway; never served as a file). Checkers read the frozen files through ``frozen_file``."""
+        def read(session: Session) -> dict[int, Path]:
+            actor = self.actor(session, username)
+            request = self._request(session, actor, request_id)
+            if permissions.refusal_to_download(actor, facts(request)):
+                return {}
+            return {f.id: self.store.path_of(f.checked_sha256) for f in request.files if f.checked_sha256}
+        return self._tx(read)
+
     def my_projects(self, username: str) -> list[str]:
         return sorted(self._tx(lambda s: self.actor(s, username)).projects)
 

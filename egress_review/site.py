@@ -9,10 +9,15 @@ XSRF check only when the request was token-authenticated.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
 
 from tornado.web import HTTPError
 
@@ -38,9 +43,20 @@ STATE_TEXT = {
     "released": "Released", "rejected": "Rejected", "withdrawn": "Withdrawn",
 }
 DECISION_TEXT = {"approve": "Approve", "reject": "Reject", "changes_requested": "Changes requested"}
+# A decision taken, as it reads once made ("Approuvé", not the verb of the form's choice)
+DECIDED_TEXT = {"approve": "Approved", "reject": "Refused", "changes_requested": "Changes requested"}
+# One colour per state, on every page (Bootstrap's badge classes, from the hub's style sheet)
+STATE_BADGE = {
+    "draft": "text-bg-secondary", "submitted": "text-bg-info", "partially_reviewed": "text-bg-info",
+    "reviewed": "text-bg-primary", "returned": "text-bg-warning", "approved": "text-bg-success",
+    "released": "text-bg-success", "rejected": "text-bg-danger", "withdrawn": "text-bg-dark",
+}
+OUTCOME_BADGE = {"pass": "text-bg-success", "review": "text-bg-warning", "fail": "text-bg-danger"}
+# Timestamps are shown in the TRE's own time zone (French health data: Paris), the ISO value in UTC beside.
+SHOWN_ZONE = ZoneInfo(os.environ.get("TRE_DISPLAY_TIMEZONE", "Europe/Paris"))
 KIND_TEXT = {"output": "Output (to release)", "supporting": "Supporting (for the checkers only)"}
 OUTCOME_TEXT = {"pass": "Pass", "review": "Needs review", "fail": "Fail"}
-VOCABULARY = (*STATE_TEXT.values(), *DECISION_TEXT.values(), *KIND_TEXT.values(), *OUTCOME_TEXT.values(),
+VOCABULARY = (*STATE_TEXT.values(), *DECISION_TEXT.values(), *DECIDED_TEXT.values(), *KIND_TEXT.values(), *OUTCOME_TEXT.values(),
               *checks.DESCRIPTIONS.values())
 
 
@@ -62,9 +78,60 @@ class Site(KitSite):
         def said_param(found: dict[str, Any], name: str) -> str:
             return check_words.said_param(found, name, language)
 
+        def when(iso: str | None) -> str:
+            return moment(iso, language)
+
+        def summary_line(results: list[dict[str, Any]]) -> str:
+            return file_summary(results, language)
+
+        def refusal(message: Any) -> str:
+            return message.said_in(language) if isinstance(message, Msg) else str(message or "")
+
         return dict(STATE_TEXT=STATE_TEXT, DECISION_TEXT=DECISION_TEXT, KIND_TEXT=KIND_TEXT,
                     view_kind=render.view_kind, OUTCOME_TEXT=OUTCOME_TEXT, outcome=checks.outcome,
-                    CHECK_TEXT=checks.DESCRIPTIONS, said=said, said_param=said_param)
+                    CHECK_TEXT=checks.DESCRIPTIONS, said=said, said_param=said_param, DECIDED_TEXT=DECIDED_TEXT,
+                    STATE_BADGE=STATE_BADGE, OUTCOME_BADGE=OUTCOME_BADGE, when=when, refusal=refusal,
+                    cell_name=cell_name, summary_line=summary_line, short_sha=short_sha)
+
+
+def moment(iso: str | None, language: str) -> str:
+    """An ISO timestamp as people read it in their language ("5 déc. 2026, 09:12:03")."""
+    if not iso:
+        return ""
+    value = dt.datetime.fromisoformat(iso)
+    if value.tzinfo is None:  # SQLite gives back naive values; every timestamp is stored in UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return format_datetime(value, format="medium", tzinfo=SHOWN_ZONE, locale=language)
+
+
+def short_sha(sha256: str | None) -> str:
+    return f"{sha256[:12]}…" if sha256 else ""
+
+
+def file_summary(results: list[dict[str, Any]], language: str) -> str:
+    """One line per file, like Airlock's summary of a CSV: its rows, the rules and how they went, the
+    cells flagged ("4 rows · 3 rules: 2 pass, 0 to review, 1 fail · 1 flagged cell")."""
+    said = [translate(language, "{count} rules: {passed} pass, {review} to review, {failed} fail",
+                      count=len(results), **{k: sum(r.get("status") == s for r in results)
+                                             for k, s in (("passed", "pass"), ("review", "review"),
+                                                          ("failed", "fail"))})]
+    rows = next((r["details"]["rows"] for r in results if r.get("rule") == "microdata"
+                 and isinstance((r.get("details") or {}).get("rows"), int)), None)
+    if rows is not None:
+        said.insert(0, translate(language, "1 row") if rows == 1 else translate(language, "{rows} rows", rows=rows))
+    cells = sum(len((r.get("details") or {}).get("cells", [])) for r in results if r.get("status") != "pass")
+    if cells:
+        said.append(translate(language, "1 flagged cell") if cells == 1 else
+                    translate(language, "{count} flagged cells", count=cells))
+    return " · ".join(said)
+
+
+def cell_name(cell: dict[str, Any]) -> str:
+    """A flagged cell named as people read the table: row label and column name ("Occitanie / 40-59,
+    stays"), falling back to the numbers for results stored before cells were named."""
+    parts = [cell.get("label") or "", cell.get("column") or ""]
+    named = ", ".join(p for p in parts if p)
+    return named or f"({cell['row']}, {cell['col']})"
 
 
 class Base(KitPage):
@@ -123,7 +190,9 @@ class Base(KitPage):
             status = next(code for kind, code in STATUS_OF.items() if isinstance(refused, kind))
             message = refused.args[0] if refused.args else str(refused)
             said = message.said_in(self.language) if isinstance(message, Msg) else str(message)
-            raise HTTPError(status, "%s", said) from None
+            error = HTTPError(status, "%s", said)
+            error.field = getattr(refused, "field", None)  # the form field to show it beside, if known
+            raise error from None
 
     def send_file(self, path: Path, name: str, *, inline: bool = False, content_type: str | None = None,
                   data: bytes | None = None) -> None:

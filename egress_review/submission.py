@@ -33,7 +33,7 @@ from egress_review.checks.i18n import Msg
 from egress_review.checks.identifiers import IdentifierIndex, identifying_columns
 from egress_review.checks.params import Params
 from egress_review.errors import BadInput
-from egress_review.models import ExportRequest, FileKind
+from egress_review.models import ExportRequest, FileKind, RequestFile
 from egress_review.store import PathRefused, Store, check_workspace_file
 
 log = logging.getLogger("tre.egress")
@@ -70,26 +70,31 @@ def workspace_size(workspace: Path, path: str, limit: int) -> int:
 def plan(request: ExportRequest, workspace: Path, max_file_bytes: int, max_request_bytes: int) -> list[Pending]:
     """The files still to freeze; refuses a request that is not complete or is too large."""
     if not any(f.kind == FileKind.OUTPUT for f in request.files):
-        raise BadInput(M("Add at least one output file before submitting the request."))
+        raise BadInput(M("Add at least one output file before submitting the request."), "submit")
     used = {f.group_name for f in request.files}
     for group in request.groups:
         if group.name in used and not (group.context and group.controls):
             raise BadInput(M("Group “{group}” needs both its context (what the files are) and its controls "
                              "(which disclosure control was applied) before the request is submitted.",
-                             group=group.name))
+                             group=group.name), "group:" + group.name)
     total, pending = 0, []
     for f in request.files:
         if f.sha256 is None:
             total += workspace_size(workspace, f.path, max_file_bytes)
-            group = next(g for g in request.groups if g.name == f.group_name)
-            pending.append(Pending(f.id, f.path, checks.CheckContext(f.name, f.kind.value, group.context,
-                                                                     group.controls)))
+            pending.append(pending_of(request, f))
         else:
             total += f.size or 0
     if total > max_request_bytes:
         raise BadInput(M("The request's files add up to {total} bytes, over the limit of {limit}; split it or "
-                         "export smaller summaries.", total=total, limit=max_request_bytes))
+                         "export smaller summaries.", total=total, limit=max_request_bytes), "submit")
     return pending
+
+
+def pending_of(request: ExportRequest, f: RequestFile) -> Pending:
+    """One file to freeze and check, with what its group says of it."""
+    group = next((g for g in request.groups if g.name == f.group_name), None)
+    return Pending(f.id, f.path, checks.CheckContext(f.name, f.kind.value, group.context if group else "",
+                                                     group.controls if group else ""))
 
 
 def inputs(session: Session, project_slug: str, today: dt.date, store: Store,

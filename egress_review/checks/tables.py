@@ -253,7 +253,20 @@ def rules_on_grid(grid: Grid, context: CheckContext, *, in_notebook: bool = Fals
     results = [r for r in results if r is not None]
     if context.identifiers is not None:
         results.append(identifier_cells(grid, context))
+    for found in results:
+        for cell in found.details.get("cells", ()):
+            name_cell(grid, cell)
     return results
+
+
+def name_cell(grid: Grid, cell: dict) -> None:
+    """Add the cell's row label and column name, so that people read "Occitanie / 40-59, stays"
+    rather than a pair of numbers; a header cell has no row label, a label cell no column name."""
+    r, c = int(cell["row"]), int(cell["col"])
+    if r >= grid.header_rows and r < len(grid.rows):
+        cell["label"] = " / ".join(part for part in grid.label(r) if part.strip())
+    if c >= grid.index_cols and grid.rows and c < len(grid.rows[0]):
+        cell["column"] = " / ".join(part for part in grid.column_name(c) if part.strip())
 
 
 def _count_columns(grid: Grid) -> tuple[set[int], set[int]]:

@@ -134,7 +134,7 @@ def test_carol_and_dave_review_blind_and_carol_releases(egress_hub, people):
                   comment="Counts are large enough.")
     review = page(egress_hub, people["carol"], f"reviews/{request_id}")
     assert {r["data-reviewer"] for r in soup(review).select(".review")} == {"carol", "dave"}
-    released = post_form(egress_hub, people["carol"], review, f"requests/{request_id}/release")
+    released = post_form(egress_hub, people["carol"], review, f"requests/{request_id}/release", confirmed="yes")
     assert soup(released).find(id="request-state")["data-state"] == "released"
 
 

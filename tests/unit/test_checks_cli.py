@@ -23,7 +23,8 @@ def test_tre_check_reports_the_failing_cell_and_exits_1(tmp_path):
     outcomes = {f["path"].rsplit("/", 1)[1]: f["outcome"] for f in report["files"]}
     assert outcomes == {"t.csv": "fail", "ok.csv": "pass"}
     threshold = next(r for r in report["files"][0]["results"] if r["rule"] == "threshold")
-    assert threshold["details"]["cells"] == [{"row": 1, "col": 1, "value": "4"}]
+    # named by row label and column name too, as people read the table
+    assert threshold["details"]["cells"] == [{"row": 1, "col": 1, "value": "4", "label": "11", "column": "n"}]
     assert runner.invoke(app, ["check", str(tmp_path / "ok.csv")]).exit_code == 0
 
 

@@ -1,7 +1,7 @@
 """extracts engine: a grant's spec, per-project extracts and the opt-out register
 
 Revision ID: 0014
-Revises: 0012a
+Revises: 0013
 Create Date: 2026-12-05 07:50:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0014'
-down_revision = '0012a'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

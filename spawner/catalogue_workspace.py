@@ -84,6 +84,8 @@ class CatalogueWorkspace(LoggingConfigurable):
     ).tag(config=True)
 
     plan: WorkspacePlan | None = None
+    # seconds a refused start's server stays known after the refusal, for the spawn page to say why
+    forget_refused_after: ClassVar[float] = 5.0
     # One pool for the hub process, made by the first spawner that needs it, sized by its trait.
     _start_pool: ClassVar[ThreadPoolExecutor | None] = None
 
@@ -165,6 +167,8 @@ class CatalogueWorkspace(LoggingConfigurable):
             if not (self._start_pending or self._stop_pending):
                 break
             await asyncio.sleep(0.1)
+        # the spawn page, if the browser is on it, shows the refusal from the failed start meanwhile
+        await asyncio.sleep(self.forget_refused_after)
         user = self.user
         if not self.name or self.active or user.spawners.get(self.name) is not self:
             return  # the default server, or started again meanwhile

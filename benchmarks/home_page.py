@@ -5,6 +5,7 @@ temporary TRE_HOME; prints milliseconds per read and where each role lands."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ def main() -> None:
             page = source.read(user)
         print(f"{user}: {(time.perf_counter() - began) / ROUNDS * 1000:.1f} ms per read, "
               f"lands on {source.landing(page) or 'the home page'}")
-    print(f"(demo catalogue in {home}; remove it when done)")
+    shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

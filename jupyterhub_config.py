@@ -9,7 +9,8 @@ from datasets.catalogue import known_people
 from datasets.quotas import default_quotas, project_storage
 from hub import file_reads, firewall
 from hub.hardening import tornado_settings
-from hub.pages.home_page import TEMPLATES, HomePageSource
+from egress_review.__main__ import airlock_from
+from hub.pages.home_page import TEMPLATES, HomePageSource, landing_handlers
 from tre_core.db import session_scope
 from tre_core.deployment import DeploymentError, require_sound_deployment
 from tre_core.settings import TRESettings
@@ -67,7 +68,9 @@ with session_scope(settings.catalogue_url) as session:
 
 # --- one named server per project --------------------------------------------------------------
 c.JupyterHub.allow_named_servers = True
-c.JupyterHub.default_url = "/hub/home"
+# Each person lands on the home page, or on the page of their role when they have no project (a
+# checker on the review queue): hub/pages/home_page.py's LandingHandler, among the pages below.
+c.JupyterHub.default_url = "/hub/tre/landing"
 c.JupyterHub.spawner_class = "project"
 c.ProjectSpawner.image = settings.singleuser_image
 c.ProjectSpawner.instance = settings.instance
@@ -165,5 +168,9 @@ c.JupyterHub.template_paths = [TEMPLATES]
 # <html lang> of every hub page follows the language it is shown in (JupyterHub writes "en").
 c.JupyterHub.jinja_environment_options = {"extensions": ["hub.pages.page_language.PageLanguage"]}
 home_storage = partial(project_storage, workspaces_root=settings.workspaces_root, defaults=default_quotas(settings))
-c.JupyterHub.template_vars = {"tre": HomePageSource(settings.catalogue_url, storage=home_storage),
-                              "tre_demo_login": not settings.oidc_enabled}
+# what waits for each person in the egress review (the review queue, their returned requests)
+egress = airlock_from(settings)
+home_source = HomePageSource(settings.catalogue_url, storage=home_storage,
+                             review_queue=egress.queue, requests_of=egress.list_requests)
+c.JupyterHub.template_vars = {"tre": home_source, "tre_demo_login": not settings.oidc_enabled}
+c.JupyterHub.extra_handlers += landing_handlers(home_source)

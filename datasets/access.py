@@ -38,6 +38,7 @@ class Refusal(enum.StrEnum):
     PROJECT_NOT_STARTED = "project_not_started"
     PROJECT_ENDED = "project_ended"
     NO_DATASET_IN_FORCE = "no_dataset_in_force"
+    GRANTS_NOT_STARTED = "grants_not_started"
     DATASET_INTEGRITY = "dataset_integrity"
     DATASET_SUSPENDED = "dataset_suspended"
     UNSAFE_FOLDER = "unsafe_folder"
@@ -93,6 +94,35 @@ class ProjectSummary:
     ends_on: dt.date | None
     datasets: tuple[str, ...]
     role: str = "researcher"
+    # why its workspace cannot start today, as far as the project's own rows tell (None: it may);
+    # the home page offers Start only without one, and says when it opens otherwise
+    refusal: AccessRefused | None = None
+    opens_on: dt.date | None = None
+
+
+def start_refusal(project: Project, username: str, today: dt.date) -> AccessRefused | None:
+    """Why ``username`` may not start ``project``'s workspace today, from the project's own rows
+    (membership, status, dates, grants), or None. The checks of dataset versions, images and the
+    host come at the start itself (``workspace_access`` and the spawner)."""
+    if username not in {m.username for m in project.memberships}:
+        return AccessRefused(Refusal.NOT_A_MEMBER, project=project.slug, investigator=project.principal_investigator)
+    if project.status not in STARTABLE_STATUSES:
+        return AccessRefused(Refusal.PROJECT_NOT_STARTABLE, project=project.slug, status=project.status.value)
+    if project.starts_on and today < project.starts_on:
+        return AccessRefused(Refusal.PROJECT_NOT_STARTED, project=project.slug, date=project.starts_on.isoformat())
+    if project.ends_on and today > project.ends_on:
+        return AccessRefused(Refusal.PROJECT_ENDED, project=project.slug, date=project.ends_on.isoformat())
+    if not any(g.in_force(today) for g in project.grants):
+        return _no_grant_today(project, today)
+    return None
+
+
+def _no_grant_today(project: Project, today: dt.date) -> AccessRefused:
+    """No grant in force today: one that opens later says when, or the grants have all ended."""
+    upcoming = min((g.starts_on for g in project.grants if g.starts_on > today), default=None)
+    if upcoming is not None:
+        return AccessRefused(Refusal.GRANTS_NOT_STARTED, project=project.slug, date=upcoming.isoformat())
+    return AccessRefused(Refusal.NO_DATASET_IN_FORCE, project=project.slug)
 
 
 def workspace_access(session: Session, username: str, project_slug: str, today: dt.date) -> WorkspaceAccess:
@@ -107,15 +137,8 @@ def workspace_access(session: Session, username: str, project_slug: str, today: 
     ).one_or_none()
     if project is None:
         raise AccessRefused(Refusal.NOT_A_PROJECT, project=project_slug)
-    if username not in {m.username for m in project.memberships}:
-        raise AccessRefused(Refusal.NOT_A_MEMBER, project=project.slug,
-                            investigator=project.principal_investigator)
-    if project.status not in STARTABLE_STATUSES:
-        raise AccessRefused(Refusal.PROJECT_NOT_STARTABLE, project=project.slug, status=project.status.value)
-    if project.starts_on and today < project.starts_on:
-        raise AccessRefused(Refusal.PROJECT_NOT_STARTED, project=project.slug, date=project.starts_on.isoformat())
-    if project.ends_on and today > project.ends_on:
-        raise AccessRefused(Refusal.PROJECT_ENDED, project=project.slug, date=project.ends_on.isoformat())
+    if (refusal := start_refusal(project, username, today)) is not None:
+        raise refusal
     stewards = ", ".join(steward_contacts(session)) or "the data stewards"
     granted = []
     for g in sorted(project.grants, key=lambda g: g.dataset_slug):
@@ -132,7 +155,7 @@ def workspace_access(session: Session, username: str, project_slug: str, today: 
             ends_on=g.ends_on, root_hash=version.root_hash, files=tuple(tuple(row) for row in version.files)))
     granted = tuple(granted)
     if not granted:
-        raise AccessRefused(Refusal.NO_DATASET_IN_FORCE, project=project.slug)
+        raise _no_grant_today(project, today)
     return WorkspaceAccess(
         username=username,
         project=project.slug,
@@ -152,19 +175,25 @@ def projects_of(session: Session, username: str, today: dt.date) -> list[Project
     memberships = session.scalars(
         select(Membership)
         .where(Membership.username == username)
-        .options(selectinload(Membership.project).selectinload(Project.grants))
+        .options(selectinload(Membership.project).selectinload(Project.grants),
+                 selectinload(Membership.project).selectinload(Project.memberships))
     ).all()
-    return [
-        ProjectSummary(
+    summaries = []
+    for m in sorted(memberships, key=lambda m: m.project_slug):
+        refusal = start_refusal(m.project, username, today)
+        opens = refusal.params.get("date") if refusal and refusal.reason in (
+            Refusal.PROJECT_NOT_STARTED, Refusal.GRANTS_NOT_STARTED) else None
+        summaries.append(ProjectSummary(
             slug=m.project.slug,
             title=m.project.title,
             status=m.project.status.value,
             ends_on=m.project.ends_on,
             datasets=tuple(sorted(g.dataset_slug for g in m.project.grants if g.in_force(today))),
             role=m.role.value,
-        )
-        for m in sorted(memberships, key=lambda m: m.project_slug)
-    ]
+            refusal=refusal,
+            opens_on=dt.date.fromisoformat(opens) if opens else None,
+        ))
+    return summaries
 
 
 def member_projects(session: Session, username: str, today: dt.date) -> frozenset[str]:

@@ -45,6 +45,9 @@ REFUSALS: dict[Refusal, str] = {
     Refusal.NO_DATASET_IN_FORCE: (
         "Project {project} has no dataset grant in force today. Ask a data steward to renew its grants."
     ),
+    Refusal.GRANTS_NOT_STARTED: (
+        "The datasets of project {project} are granted from {date}; its workspaces can start from that day."
+    ),
     Refusal.NO_IMAGE: (
         "No analysis image is registered for project {project}, so its workspace cannot start. An admin "
         "must run `tre images build {image}` (or `tre images register {image}`)."

@@ -84,6 +84,8 @@ class CatalogueWorkspace(LoggingConfigurable):
     ).tag(config=True)
 
     plan: WorkspacePlan | None = None
+    # seconds a refused start's server stays known after the refusal, for the spawn page to say why
+    forget_refused_after: ClassVar[float] = 5.0
     # One pool for the hub process, made by the first spawner that needs it, sized by its trait.
     _start_pool: ClassVar[ThreadPoolExecutor | None] = None
 
@@ -149,6 +151,33 @@ class CatalogueWorkspace(LoggingConfigurable):
         firewall on one machine); raise ``WorkspaceRefused``. Nothing by default."""
 
     async def planned_workspace(self) -> tuple[WorkspaceAccess, WorkspaceImage, WorkspacePlan]:
+        """``_planned_workspace``; a refused start leaves no server behind (``_forget_refused``)."""
+        try:
+            return await self._planned_workspace()
+        except WorkspaceRefused:
+            asyncio.ensure_future(self._forget_refused())
+            raise
+
+    async def _forget_refused(self) -> None:
+        """Remove the named server a refused start leaves: JupyterHub keeps its row after a failed
+        start, and /hub/admin lists it with an "Access Server" that leads to a 403. Once the hub is
+        done with the start (it stops the spawner after a failure), the row goes as the hub's own
+        ``DELETE /users/<user>/servers/<name>`` with ``remove`` does it."""
+        for _ in range(600):
+            if not (self._start_pending or self._stop_pending):
+                break
+            await asyncio.sleep(0.1)
+        # the spawn page, if the browser is on it, shows the refusal from the failed start meanwhile
+        await asyncio.sleep(self.forget_refused_after)
+        user = self.user
+        if not self.name or self.active or user.spawners.get(self.name) is not self:
+            return  # the default server, or started again meanwhile
+        self.log.info("Forgetting %s/%s: its start was refused", user.name, self.name)
+        user.db.delete(self.orm_spawner)
+        user.spawners.pop(self.name, None)
+        user.db.commit()
+
+    async def _planned_workspace(self) -> tuple[WorkspaceAccess, WorkspaceImage, WorkspacePlan]:
         """Everything before the engine is asked: refuse an image chosen in the request, read
         the catalogue, check the pinned image, make the plan, verify the datasets, check the
         site and prepare the folders. Each refusal is one audit row and a ``WorkspaceRefused``."""

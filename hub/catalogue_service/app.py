@@ -11,6 +11,7 @@ the event loop; every change goes through ``datasets.workflow``, which audits it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import secrets
@@ -225,7 +226,13 @@ class StewardPage(Page):
     async def get(self) -> None:
         if self.require_steward():
             notice = {k: self.get_query_argument(k, "") for k in ("approved", "refused")}
-            await self._queue({}, {}, notice={k: v for k, v in notice.items() if re.fullmatch(SLUG, v)})
+            notice = {k: v for k, v in notice.items() if re.fullmatch(SLUG, v)}
+            # approved for a period that starts later: its members can start on that day, not now
+            with contextlib.suppress(ValueError):
+                starts = dt.date.fromisoformat(self.get_query_argument("starts", ""))
+                if starts > dt.date.today():
+                    notice["starts"] = starts.isoformat()
+            await self._queue({}, {}, notice=notice)
 
     async def _queue(self, typed: dict[str, Any], problems: dict[str, Problems], status: int = 200,
                      notice: dict[str, str] | None = None) -> None:
@@ -287,7 +294,10 @@ class DecisionPage(StewardPage):
                 problems = {"form": Problem("The catalogue did not record the decision: {reason}",
                                             {"reason": refused.said_in(self.language)})}
             else:
-                self.see_other("steward", **{"approved" if decision == "approve" else "refused": slug})
+                if decision == "approve":
+                    self.see_other("steward", approved=slug, starts=approval.starts_on.isoformat())
+                else:
+                    self.see_other("steward", refused=slug)
                 return
         await self._queue({slug: typed}, {slug: problems}, status=400)
 

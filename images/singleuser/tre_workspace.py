@@ -18,6 +18,7 @@ import json
 import os
 from contextvars import ContextVar
 
+import tre_lab_language
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from jupyter_server.utils import url_path_join
@@ -96,6 +97,24 @@ class NoUploadContentsManager(AsyncLargeFileManager):
             _copying_inside.reset(token)
 
 
+class LabLanguage(web.OutputTransform):
+    """JupyterLab in the language of the browser at each visit, not the one of the start: before a
+    JupyterLab page is served (``…/lab``, ``…/lab/tree/…``, which then reads its settings), the
+    language setting follows the request's Accept-Language. Like ``tre_file_reads.RequestLanguage``,
+    a transform only to be built before the handler runs, for every request."""
+
+    def __init__(self, request) -> None:
+        super().__init__(request)
+        base_url = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        relative = request.path[len(base_url):] if request.path.startswith(base_url) else ""
+        page = relative == "lab" or (relative.startswith("lab/") and relative.split("/")[1] in ("tree", "workspaces"))
+        if request.method == "GET" and page:
+            try:
+                tre_lab_language.follow_browser_language(request.headers.get("Accept-Language"))
+            except OSError:
+                pass  # a full or read-only home: JupyterLab keeps the language it has
+
+
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "tre_workspace"}]
 
@@ -114,6 +133,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
     base_url = web_app.settings["base_url"]
     web_app.add_handlers(".*$", [(url_path_join(base_url, r"/nbconvert/.*"), DownloadsOffHandler)])
     web_app.add_transform(RequestLanguage)
+    web_app.add_transform(LabLanguage)
     web_app.add_transform(ResponseCap)
     IOLoop.current().add_callback(lambda: serverapp.log.info("tre_workspace routes: %s", json.dumps(routes(web_app))))
 

@@ -153,14 +153,15 @@ class Hub:
         shutil.rmtree(self.home, ignore_errors=True)
 
     def login(self, username: str, language: str = "en") -> requests.Session:
-        """Sign in through the hub's login form, as a browser does."""
+        """Sign in through the hub's login form, as a browser does from a link to the home page (the
+        page of their role where people land otherwise is test_browser_hub's business)."""
         session = requests.Session()
         # The hub's pages are UTF-8 but say so only in a <meta> tag, as browsers expect.
         session.hooks["response"].append(lambda reply, *args, **kwargs: setattr(reply, "encoding", "utf-8"))
         session.headers["Accept-Language"] = {"fr": "fr-FR,fr;q=0.9", "en": "en-GB,en;q=0.9"}[language]
         session.get(f"{self.url}/hub/login").raise_for_status()
         reply = session.post(
-            f"{self.url}/hub/login",
+            f"{self.url}/hub/login?next=%2Fhub%2Fhome",
             data={"username": username, "password": self.password, "_xsrf": hub_xsrf(session)},
         )
         reply.raise_for_status()

@@ -221,7 +221,7 @@ def test_the_steward_approves_it_from_the_queue(pages_hub):
     reply = post_form(pages_hub, steward, queue, f"approve-{SLUG}", {
         "approval_reference": "CESREES-2026-0300", "starts_on": APPLICATION["starts_on"],
         "ends_on": APPLICATION["ends_on"]})
-    assert reply.status_code == 200 and reply.url.endswith(f"{PAGES}steward?approved={SLUG}")
+    assert reply.status_code == 200 and reply.url.endswith(f"{PAGES}steward?approved={SLUG}&starts={APPLICATION['starts_on']}")
     page = soup(reply)
     assert SLUG in page.find(id="notice").get_text()
     assert page.find("section", id=f"application-{SLUG}") is None

@@ -164,11 +164,13 @@ def test_cancelling_at_the_provider_gives_a_page_saying_so(oidc_hub, open_page):
     assert [(row["action"], row["details"]["error"]) for row in new] == [("login.failed", "access_denied")]
 
 
-def test_a_known_person_with_no_project_lands_on_the_home_page_that_says_so(oidc_hub, open_page):
+def test_a_known_person_with_no_project_lands_on_the_page_of_her_role(oidc_hub, open_page):
     hub, _ = oidc_hub
     page = open_page("fr-FR")
     sign_in_at_provider(page, hub, "carol")
-    expect(page).to_have_url(re.compile(r"/hub/home$"), timeout=PAGE_MS)
+    # an output checker with no project: the review queue; her home page says she has no project
+    expect(page).to_have_url(re.compile(r"/services/egress/queue$"), timeout=PAGE_MS)
+    page.goto(f"{hub.url}/hub/home")
     expect(page.locator("#no-projects")).to_be_visible()
     expect(page.locator("#tre-projects")).to_have_count(0)
     # her first sign-in binds her to the provider's account (its sub)

@@ -26,8 +26,14 @@ def test_home_page_texts_are_translated():
     from pathlib import Path
 
     templates = Path(__file__).resolve().parents[2] / "hub" / "pages" / "templates"
-    texts = {m for t in templates.glob("*.html") for m in re.findall(r'tre\.text\(lang, "([^"]+)"\)', t.read_text())}
+    texts = {m for t in templates.glob("*.html") for m in re.findall(r'tre\.text\(lang, "([^"]+)"[,)]', t.read_text())}
     assert texts and not texts - set(_messages("fr"))
+
+
+def test_what_waits_on_the_home_page_is_translated():
+    from hub.pages.home_page import ERRANDS
+
+    assert not {text for _, text in ERRANDS.values()} - set(_messages("fr"))
 
 
 def test_start_queue_messages_are_translated():

@@ -7,6 +7,7 @@ from tre_core.db import engine_for
 from datasets.schema import alembic_config, upgrade
 from datasets.models import Base
 import egress_review.models  # noqa: F401  (its tables are on the same Base, created by 0004)
+import package_index.models  # noqa: F401  (likewise, created by 0011)
 
 
 def tables(url: str) -> set[str]:

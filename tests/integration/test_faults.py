@@ -9,6 +9,7 @@ database, workspaces, store and secrets), the retries in this one, as another re
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -22,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -36,7 +38,9 @@ from egress_review.logic import Airlock
 from egress_review.models import ExportRequest, Release, Review
 from egress_review.store import StoreFull
 from tests.conftest import make_dataset_folders
-from tests.integration.conftest import REPO
+from spawner.catalogue_workspace import CatalogueUnavailable, WorkspaceRefused
+from spawner.project_spawner import ProjectSpawner
+from tests.integration.conftest import REPO, Hub, running_hub, wait_for
 from tests.integration.fault_actor import TODAY, airlock_at
 from tests.integration.private_postgres import PrivatePostgres
 from tre_core import faults
@@ -104,12 +108,16 @@ class Site:
         return release.verify_release(folder, release.public_key(self.root / "secrets")).ok
 
 
-@pytest.fixture
-def site(postgres) -> Iterator[Site]:
-    name = f"tre_faults_{secrets.token_hex(4)}"
+def new_database(postgres: PrivatePostgres, prefix: str) -> str:
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with engine_for(postgres.url()).execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = postgres.url(name)
+    return postgres.url(name)
+
+
+def make_site(postgres: PrivatePostgres) -> Site:
+    """A fresh TRE on the private cluster: the demo catalogue, alice's table in cardio-risk."""
+    url = new_database(postgres, "tre_faults")
     root = Path(tempfile.mkdtemp(prefix="tre-faults-"))
     upgrade(url)
     make_dataset_folders(root / "data")
@@ -119,12 +127,22 @@ def site(postgres) -> Iterator[Site]:
     outputs = root / "workspaces/cardio-risk/shared/outputs"
     outputs.mkdir(parents=True)
     (outputs / "table.csv").write_text(TABLE)
+    return Site(url, root, airlock_at(url, root))
+
+
+def close_site(site: Site) -> None:
+    engine_for(site.url).dispose()
+    subprocess.run(["umount", "-l", str(site.root / "egress")], capture_output=True)  # a small store, if made
+    subprocess.run(["rm", "-rf", str(site.root)], check=False)
+
+
+@pytest.fixture
+def site(postgres) -> Iterator[Site]:
+    made = make_site(postgres)
     try:
-        yield Site(url, root, airlock_at(url, root))
+        yield made
     finally:
-        engine_for(url).dispose()
-        subprocess.run(["umount", "-l", str(root / "egress")], capture_output=True)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+        close_site(made)
 
 
 class Actor:
@@ -343,3 +361,73 @@ def test_the_store_full_during_a_release_keeps_it_approved_and_a_retry_releases_
     filler.unlink()
     assert site.airlock.release("carol", request) == ["big.csv"] and site.released_whole(request)
     assert site.audit(request)["egress.release.retried"] == 1
+
+
+# --- the catalogue database down under a running hub -------------------------------------------------------------
+
+def test_a_start_while_the_catalogue_is_unreachable_is_a_503_in_words(site, postgres):
+    """The spawner's own catalogue read, against the private cluster stopped then started again."""
+    spawner = ProjectSpawner(catalogue_url=site.url, data_root=str(site.root / "data"),
+                             workspaces_root=str(site.root / "workspaces"),
+                             orm_spawner=SimpleNamespace(name="cardio-risk", server=None))
+    spawner.user = SimpleNamespace(name="alice")
+    spawner.handler = SimpleNamespace(request=SimpleNamespace(headers={"Accept-Language": "fr"}))
+    engine_for(site.url).dispose()
+    postgres.stop()
+    try:
+        with pytest.raises(CatalogueUnavailable) as unreachable:
+            asyncio.run(spawner.planned_workspace())
+    finally:
+        postgres.start()
+    assert unreachable.value.status_code == 503
+    assert "catalogue de la TRE est injoignable" in unreachable.value.jupyterhub_message
+    # The control: with the database back, the same start gets past the catalogue (and is refused
+    # for what the catalogue says: no image registered for the project here), not a 503.
+    with pytest.raises(WorkspaceRefused) as refused:
+        asyncio.run(spawner.planned_workspace())
+    assert refused.value.status_code == 403
+
+
+@pytest.fixture(scope="module")
+def hub_on_private_postgres(docker_client, postgres) -> Iterator[Hub]:
+    with running_hub(docker_client, settings={"TRE_RECONCILE_INTERVAL": "2",
+                                              "TRE_DATABASE_URL": new_database(postgres, "tre_faults_hub")}) as hub:
+        yield hub
+
+
+def service_pid(hub: Hub, module: bytes) -> int | None:
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, NotADirectoryError):
+            continue
+        if module in command and f"TRE_HOME={hub.home}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+def test_the_catalogue_down_the_reconciler_lives_on_stops_nothing_and_a_start_says_503(hub_on_private_postgres,
+                                                                                       postgres):
+    hub = hub_on_private_postgres
+    alice, bob = hub.login("alice"), hub.login("bob", "fr")
+    container = hub.start(alice, "alice", "cardio-risk")
+    reconciler = service_pid(hub, b"hub.reconciler")
+    assert reconciler is not None, hub.log_tail()
+    failed_passes = (hub.home / "hub.log").read_text().count("pass failed")
+    postgres.stop()
+    try:
+        wait_for(lambda: (hub.home / "hub.log").read_text().count("pass failed") > failed_passes + 1, 60,
+                 "two reconciler passes with the database down")
+        reply = hub.press_start(bob, "bob", "diabetes-outcomes")
+        assert reply.status_code == 503, reply.text[-2000:]
+        assert "catalogue de la TRE est injoignable" in reply.text
+        assert service_pid(hub, b"hub.reconciler") == reconciler  # the same process: it never died
+        container.reload()
+        assert container.status == "running"  # an outage is not a revocation
+    finally:
+        postgres.start()
+    # Back: the same reconciler enforces the catalogue again.
+    hub.tre("projects", "revoke", "cardio-risk", "claims", "--as", "steward")
+    wait_for(lambda: not hub.client.containers.list(filters={"id": container.id}), 90, "alice's workspace stopped")
+    assert service_pid(hub, b"hub.reconciler") == reconciler

@@ -40,7 +40,7 @@ from egress_review.store import StoreFull
 from tests.conftest import make_dataset_folders
 from spawner.catalogue_workspace import CatalogueUnavailable, WorkspaceRefused
 from spawner.project_spawner import ProjectSpawner
-from tests.integration.conftest import REPO, Hub, running_hub, wait_for
+from tests.integration.conftest import REPO, Hub, wait_for
 from tests.integration.fault_actor import TODAY, airlock_at
 from tests.integration.private_postgres import PrivatePostgres
 from tre_core import faults
@@ -390,9 +390,15 @@ def test_a_start_while_the_catalogue_is_unreachable_is_a_503_in_words(site, post
 
 @pytest.fixture(scope="module")
 def hub_on_private_postgres(docker_client, postgres) -> Iterator[Hub]:
-    with running_hub(docker_client, settings={"TRE_RECONCILE_INTERVAL": "2",
-                                              "TRE_DATABASE_URL": new_database(postgres, "tre_faults_hub")}) as hub:
+    """A hub whose TRE database (catalogue, audit, egress) is on the private cluster; its own
+    database stays SQLite, so the hub itself keeps answering while the catalogue is down."""
+    hub = Hub(docker_client, scale=0.05, settings={"TRE_RECONCILE_INTERVAL": "2",
+                                                   "TRE_DATABASE_URL": new_database(postgres, "tre_faults_hub")})
+    try:
+        hub.start_process(timeout=240)  # the shared 2-core machine can take minutes to start one
         yield hub
+    finally:
+        hub.close()
 
 
 def service_pid(hub: Hub, module: bytes) -> int | None:

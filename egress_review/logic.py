@@ -11,7 +11,8 @@ acts on one request run one after the other, each reading what the one before co
 reviews sent at once are then both counted, the same review sent twice is refused as a repeat, and
 the copy out happens under the lock, so a replica finishing interrupted releases at start never
 writes a release another replica is writing; whoever moves the request to released tells the
-author, once.
+author, once. A whole release (approval, copy out, commit) also holds the request's release lease
+(``lease``): a release whose process died frees it, and a retry finishes what it left approved.
 
 Work on files happens outside transactions and before the commit that names them: submitting
 freezes every file into the store first (``submission``), then records the digests and the new

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from datasets import catalogue as cat
@@ -40,7 +42,8 @@ from egress_review.store import StoreFull
 from tests.conftest import make_dataset_folders
 from spawner.catalogue_workspace import CatalogueUnavailable, WorkspaceRefused
 from spawner.project_spawner import ProjectSpawner
-from tests.integration.conftest import REPO, Hub, wait_for
+from tests.integration.conftest import REPO, Hub, catalogue, free_port, wait_for
+from tests.integration.test_egress import api_token
 from tests.integration.fault_actor import TODAY, airlock_at
 from tests.integration.private_postgres import PrivatePostgres
 from tre_core import faults
@@ -392,9 +395,12 @@ def test_a_start_while_the_catalogue_is_unreachable_is_a_503_in_words(site, post
 def hub_on_private_postgres(docker_client, postgres) -> Iterator[Hub]:
     """A hub whose TRE database (catalogue, audit, egress) is on the private cluster; its own
     database stays SQLite, so the hub itself keeps answering while the catalogue is down."""
-    hub = Hub(docker_client, scale=0.05, settings={"TRE_RECONCILE_INTERVAL": "2",
+    hub = Hub(docker_client, scale=0.05, settings={"TRE_RECONCILE_INTERVAL": "2", "TRE_EGRESS_REPLICAS": "2",
                                                    "TRE_DATABASE_URL": new_database(postgres, "tre_faults_hub")})
     try:
+        outputs = hub.home / "workspaces" / "cardio-risk" / "shared" / "outputs"
+        outputs.mkdir(parents=True, exist_ok=True)
+        (outputs / "readmissions.csv").write_text(TABLE)
         hub.start_process(timeout=240)  # the shared 2-core machine can take minutes to start one
         yield hub
     finally:
@@ -411,6 +417,106 @@ def service_pid(hub: Hub, module: bytes) -> int | None:
         if module in command and f"TRE_HOME={hub.home}".encode() in environ:
             return int(entry.name)
     return None
+
+
+class ArmedReplica:
+    """A second egress service process (the hub's managed one's environment, another port), armed
+    to stop at ``point``: the one the test kills, since the hub would restart its own."""
+
+    def __init__(self, hub: Hub, point: str) -> None:
+        pid = service_pid(hub, b"egress_review")
+        assert pid is not None, hub.log_tail()
+        environ = dict(line.split("=", 1) for line in
+                       Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in line)
+        self.port = free_port()
+        self.fifos = Path(tempfile.mkdtemp(prefix="tre-fault-fifo-"))
+        self.pipe = faults.fifo_for(self.fifos, point)
+        environ.update({"JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{self.port}",
+                        faults.POINT_VARIABLE: point, faults.FIFOS_VARIABLE: str(self.fifos)})
+        self.log = (hub.home / "egress-armed.log").open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "egress_review"], env=environ, cwd=hub.home,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.api = f"http://127.0.0.1:{self.port}/services/egress/api/"
+        wait_for(self.answers, 120, "the armed egress replica")
+
+    def answers(self) -> bool:
+        assert self.process.poll() is None, Path(self.log.name).read_text()[-3000:]
+        try:
+            return requests.get(f"{self.api}openapi.json", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    def kill_at_point(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                held = os.open(self.pipe, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as error:
+                if error.errno != errno.ENXIO:
+                    raise
+                assert self.process.poll() is None and time.monotonic() < deadline, "never reached its point"
+                time.sleep(0.05)
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        os.close(held)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        for pipe in self.fifos.iterdir():
+            pipe.unlink()
+        self.fifos.rmdir()
+
+
+def test_the_egress_service_killed_mid_release_over_http_a_retry_on_the_other_replica_finishes_it(
+        hub_on_private_postgres):
+    hub = hub_on_private_postgres
+    tokens = {name: api_token(hub, hub.login(name), name) for name in ("alice", "carol", "dave")}
+
+    def call(base: str, who: str, path: str, body: dict | None = None, language: str = "en") -> requests.Response:
+        return requests.post(f"{base}{path}", json=body or {}, timeout=120, headers={
+            "Authorization": f"token {tokens[who]}", "Accept-Language": language})
+
+    managed = f"{hub.url}/services/egress/api/"
+    request = call(managed, "alice", "requests", {"project": "cardio-risk", "title": "Killed mid-release"}).json()["id"]
+    file_id = call(managed, "alice", f"requests/{request}/files", {
+        "path": "outputs/readmissions.csv", "group": "Table 1", "kind": "output",
+        "context": "Readmissions by region", "controls": "Counts under 10 suppressed"}).json()["file"]
+    assert call(managed, "alice", f"requests/{request}/submit").json()["state"] == "submitted"
+    for checker in ("carol", "dave"):
+        assert call(managed, checker, f"requests/{request}/reviews",
+                    {"decisions": {str(file_id): "approve"}}).status_code == 200
+    armed = ArmedReplica(hub, "release.copy")
+    try:
+        cut = threading.Thread(target=lambda: _ignore(call, armed.api, "carol", f"requests/{request}/release"))
+        cut.start()
+        armed.kill_at_point()
+        cut.join(60)
+    finally:
+        armed.close()
+    seen = requests.get(f"{managed}requests/{request}", headers={"Authorization": f"token {tokens['alice']}"},
+                        timeout=60).json()
+    assert seen["state"] == "approved"
+    retried = call(managed, "dave", f"requests/{request}/release", language="fr")
+    assert retried.status_code == 200 and retried.json()["state"] == "released", retried.text
+    again = call(managed, "carol", f"requests/{request}/release", language="fr")
+    assert again.status_code == 409 and "déjà été publiée" in again.json()["error"]
+    with catalogue(hub) as session:
+        acts = Counter(e.action for e in session.scalars(select(AuditEvent)) if e.details.get("request") == request)
+        assert len(session.scalars(select(Release).where(Release.request_id == request)).all()) == 1
+    assert (acts["egress.approved"], acts["egress.release.retried"], acts["egress.released"]) == (1, 1, 1)
+    folder = hub.home / "egress" / "releases" / str(request)
+    assert release.verify_release(folder, release.public_key(hub.home / "secrets")).ok
+
+
+def _ignore(call, *args) -> None:
+    try:
+        call(*args)
+    except requests.RequestException:
+        pass  # the service died under it: that is the point
 
 
 def test_the_catalogue_down_the_reconciler_lives_on_stops_nothing_and_a_start_says_503(hub_on_private_postgres,

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,9 +153,10 @@ class Actor:
     """An act in a process of its own, armed to stop at ``point`` (if given)."""
 
     def __init__(self, site: Site, act: str, *args: object, point: str | None = None) -> None:
-        self.fifos = Path(tempfile.mkdtemp(prefix="tre-fault-fifo-"))
+        self.fifos: Path | None = None
         env = dict(os.environ)
         if point:
+            self.fifos = Path(tempfile.mkdtemp(prefix="tre-fault-fifo-"))
             self.pipe = faults.fifo_for(self.fifos, point)
             env.update({faults.POINT_VARIABLE: point, faults.FIFOS_VARIABLE: str(self.fifos)})
         self.process = subprocess.Popen(
@@ -189,6 +191,7 @@ class Actor:
 
     def outcome(self) -> dict:
         out, err = self.process.communicate(timeout=120)
+        self._close()
         assert out.strip(), err[-3000:]
         return json.loads(out.strip().splitlines()[-1])
 
@@ -196,9 +199,9 @@ class Actor:
         if self.held is not None:
             os.close(self.held)
             self.held = None
-        for pipe in self.fifos.iterdir():
-            pipe.unlink()
-        self.fifos.rmdir()
+        if self.fifos is not None:
+            shutil.rmtree(self.fifos, ignore_errors=True)
+            self.fifos = None
 
 
 # --- a release killed, then retried -----------------------------------------------------------------------------

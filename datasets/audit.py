@@ -65,6 +65,7 @@ class AuditAction(enum.StrEnum):
     EGRESS_REJECTED = "egress.rejected"
     EGRESS_APPROVED = "egress.approved"
     EGRESS_RELEASED = "egress.released"
+    EGRESS_RELEASE_RETRIED = "egress.release.retried"  # an interrupted release finished by a retry
     EGRESS_WITHDRAWN = "egress.withdrawn"
     EGRESS_DOWNLOADED = "egress.downloaded"
     EGRESS_FILE_READ = "egress.file.read"

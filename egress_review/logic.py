@@ -11,7 +11,8 @@ acts on one request run one after the other, each reading what the one before co
 reviews sent at once are then both counted, the same review sent twice is refused as a repeat, and
 the copy out happens under the lock, so a replica finishing interrupted releases at start never
 writes a release another replica is writing; whoever moves the request to released tells the
-author, once.
+author, once. A whole release (approval, copy out, commit) also holds the request's release lease
+(``lease``): a release whose process died frees it, and a retry finishes what it left approved.
 
 Work on files happens outside transactions and before the commit that names them: submitting
 freezes every file into the store first (``submission``), then records the digests and the new
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 from datasets import accreditation, audit
 from datasets.audit import AuditAction
 from egress_review.checks.i18n import Msg
-from egress_review import checks, permissions, policies, release, submission
+from egress_review import checks, lease, permissions, policies, release, submission
 from egress_review import data_access as db
 from egress_review.errors import BadInput, Forbidden, NotFound, StateConflict
 from egress_review.models import Comment, Decision, ExportRequest, FileGroup, FileKind, Release, RequestFile, Review
@@ -41,6 +42,7 @@ from egress_review.policies import Step
 from egress_review.reading import S, AirlockReader, Limits, M, _file, _no_workspace, _now, log
 from egress_review.store import SWEEP_GRACE
 from egress_review.views import complete_reviewers, facts, output_facts, required
+from tre_core import faults
 
 __all__ = ["Airlock", "BadInput", "Forbidden", "Limits", "NotFound", "StateConflict"]
 
@@ -50,6 +52,9 @@ GROUP_NAME_MAX = 100
 
 class Airlock(AirlockReader):
     """Every act that changes an export request; reading is ``AirlockReader``."""
+
+    # Seconds a release waits for another process copying the same request out before it says so.
+    release_wait = 30.0
 
     def _move(self, session: Session, request: ExportRequest, step: Step, to: S, **values: Any) -> None:
         policies.require_transition(request.state, step, to)
@@ -223,6 +228,7 @@ class Airlock(AirlockReader):
         """Freeze every file not yet frozen, then record digests and state in one commit."""
         state, project, pending, inputs = self._tx(self._plan_submission, username, request_id)
         frozen = self.checker.freeze_and_check(self.workspace(project), pending, inputs, self.limits.max_file_bytes)
+        faults.pause_at("submission.frozen")
         total = self._tx(self._commit_submission, username, request_id, state, frozen)
         self._tell_checkers(request_id, total)
         return total
@@ -336,6 +342,7 @@ class Airlock(AirlockReader):
                         decisions={str(i): d.value for i, d in parsed.items()},
                         sha256={str(i): outputs[i].sha256 for i in parsed},
                         **({"overrides": {str(i): r for i, r in kept.items() if r}} if any(kept.values()) else {}))
+            faults.pause_at("review.before_commit")
             return to.value
         state = self._tx(act)
         if state == S.REVIEWED:
@@ -359,22 +366,43 @@ class Airlock(AirlockReader):
         self._tell_author(request_id, to)
 
     def release(self, username: str, request_id: int) -> list[str]:
-        """Approve (a conditional step: one of two concurrent releases wins), copy out, mark released."""
+        """Approve (a conditional step: one of two concurrent releases wins), copy out, mark released.
+
+        All under the request's release lease (``lease``): a request found approved while holding it
+        is one whose release was interrupted (its copier died, which freed the lease), and this
+        retry finishes it, audited ``egress.release.retried``; a request being copied right now
+        is waited for, then found released and refused as such."""
         def approve(session: Session) -> None:
             actor, request = self._reviewable(session, username, request_id)
+            if request.state == S.APPROVED:  # nobody holds the lease: its release was interrupted
+                self._audit(session, actor, AuditAction.EGRESS_RELEASE_RETRIED, request,
+                            approved_by=request.decided_by)
+                return
             policies.check_release(request.id, request.state, request.decided_by, output_facts(request),
                                    required(session, request))
             self._move(session, request, Step.APPROVE, S.APPROVED, decided_by=username, decided_at=_now())
             self._audit(session, actor, AuditAction.EGRESS_APPROVED, request)
-        self._tx(approve)
-        done = self.finish_release(request_id)
+        with lease.release_lease(self.url, request_id, wait=self.release_wait) as held:
+            if not held:
+                raise StateConflict(M("Request {id} is being released right now by another of the service's "
+                                      "processes; look at it again in a minute.", id=request_id))
+            self._tx(approve)
+            faults.pause_at("release.approved")
+            done = self._finish_leased(request_id)
         if done is None:  # another replica, finishing interrupted releases at its start, copied it out
             return sorted(f.name for f in self._tx(db.output_files, request_id))
         return done
 
     def finish_release(self, request_id: int) -> list[str] | None:
+        """Finish an approved request's release unless another process holds its lease (run at
+        start for every approved request): ``None`` when it was not done here. It waits a few
+        seconds for the lease: a copier killed a moment ago may not have lost its session yet."""
+        with lease.release_lease(self.url, request_id, wait=5.0) as held:
+            return self._finish_leased(request_id) if held else None
+
+    def _finish_leased(self, request_id: int) -> list[str] | None:
         """Copy an approved request's output files out with the signed record, mark it released and
-        tell the author; also run at start. Under the request's row lock, held through the copy:
+        tell the author, holding its lease. Under the request's row lock, held through the copy:
         ``None`` when it was no longer approved (another replica released it meanwhile)."""
         def copy_out(session: Session) -> list[str] | None:
             request = db.locked(session, request_id)
@@ -395,6 +423,7 @@ class Airlock(AirlockReader):
             audit.record(session, request.decided_by or "egress", AuditAction.EGRESS_RELEASED,
                          project=request.project_slug,
                          details={"request": request.id, "files": record["files"], "record_sha256": record_sha256})
+            faults.pause_at("release.before_commit")
             return sorted(files)
         names = self._tx(copy_out)
         if names is not None:

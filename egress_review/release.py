@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from egress_review.checks import strip
 from egress_review.models import ExportRequest, FileKind, Review
-from egress_review.store import create_once, partial_beside
+from egress_review.store import FULL, create_once, partial_beside, store_full_while
+from tre_core import faults
 from tre_core.files import fsync_path
 from tre_core.hashing import sha256_of
 
@@ -61,18 +62,27 @@ def canonical(record: dict[str, Any]) -> bytes:
 
 
 def write_release(folder: Path, files: dict[str, Path], record: dict[str, Any], key: Ed25519PrivateKey) -> None:
-    """Copy ``files`` (release name → frozen path) and the signed record into ``folder``, atomically."""
+    """Copy ``files`` (release name → frozen path) and the signed record into ``folder``, atomically.
+    A full disk removes the half-written copy and raises ``StoreFull``; the frozen files are untouched."""
     staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True, mode=0o700)
-    for name, source in files.items():
-        shutil.copyfile(source, staging / name)
-    body = canonical(record)
-    (staging / RECORD).write_bytes(body)
-    (staging / SIGNATURE).write_text(base64.b64encode(key.sign(body)).decode() + "\n")
-    _sync_folder_and_files(staging)  # on disk before the request is recorded as released
+    shutil.rmtree(staging, ignore_errors=True)  # a copy a killed process left half done
+    try:
+        staging.mkdir(parents=True, mode=0o700)
+        for name, source in files.items():
+            shutil.copyfile(source, staging / name)
+            faults.pause_at("release.copy")
+        body = canonical(record)
+        (staging / RECORD).write_bytes(body)
+        (staging / SIGNATURE).write_text(base64.b64encode(key.sign(body)).decode() + "\n")
+        _sync_folder_and_files(staging)  # on disk before the request is recorded as released
+    except OSError as failure:
+        shutil.rmtree(staging, ignore_errors=True)
+        if failure.errno in FULL:
+            raise store_full_while("release") from failure
+        raise
     shutil.rmtree(folder, ignore_errors=True)  # a release interrupted after its rename is redone whole
     os.replace(staging, folder)
+    faults.pause_at("release.renamed")
     _sync_folder_and_files(folder.parent)
 
 
@@ -121,8 +131,14 @@ def _strip_metadata(entry: dict[str, Any], files: dict[str, Path], stripped_fold
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = partial_beside(target)
-        partial.write_bytes(clean)
-        partial.replace(target)
+        try:
+            partial.write_bytes(clean)
+            partial.replace(target)
+        except OSError as failure:
+            partial.unlink(missing_ok=True)
+            if failure.errno in FULL:
+                raise store_full_while("release") from failure
+            raise
     entry["released_sha256"], entry["metadata_stripped"] = digest, True
     files[entry["name"]] = target
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from tornado.web import HTTPError
 
 from hub.webkit.pages import KitPage, KitSite, security_headers
@@ -28,15 +30,19 @@ from egress_review.checks import i18n as check_words
 from egress_review.checks.i18n import Msg
 from egress_review.errors import BadInput, Forbidden, NotFound, StateConflict
 from egress_review.logic import Airlock
-from egress_review.store import PathRefused
+from egress_review.store import PathRefused, StoreFull
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 T = TypeVar("T")
+log = logging.getLogger("tre.egress")
 check_words.use_catalogue(_messages)  # refusals and check results said through the platform's catalogue
 MAX_ID = 2**31 - 1  # ids are SQL integers: a larger number names nothing and is refused before the query
 
-STATUS_OF = {BadInput: 400, PathRefused: 400, Forbidden: 403, NotFound: 404, StateConflict: 409}
+STATUS_OF = {BadInput: 400, PathRefused: 400, Forbidden: 403, NotFound: 404, StateConflict: 409, StoreFull: 503}
+# The database restarting or out of reach: a 503 that says so, not a 500 with a stack trace.
+DATABASE_UNREACHABLE = ("The TRE's database cannot be reached just now, so this was not done. Look at the request "
+                        "again in a minute before doing it again; if this lasts, tell the TRE's operators.")
 STATE_TEXT = {
     "draft": "Draft", "submitted": "Submitted", "partially_reviewed": "Partially reviewed",
     "reviewed": "Reviewed", "returned": "Returned to the researcher", "approved": "Approved, being released",
@@ -193,6 +199,9 @@ class Base(KitPage):
             error = HTTPError(status, "%s", said)
             error.field = getattr(refused, "field", None)  # the form field to show it beside, if known
             raise error from None
+        except (OperationalError, InterfaceError) as unreachable:
+            log.error("The database is unreachable: %s", unreachable.orig or unreachable)
+            raise HTTPError(503, "%s", self.text(DATABASE_UNREACHABLE)) from None
 
     def send_file(self, path: Path, name: str, *, inline: bool = False, content_type: str | None = None,
                   data: bytes | None = None) -> None:

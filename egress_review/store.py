@@ -17,6 +17,7 @@ is a dead process of the sweeping host goes at once, so a crash's half copy does
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from egress_review.checks.tempnames import partial_beside, temporary_name
 from egress_review.checks.i18n import Msg as M
+from tre_core import faults
 from tre_core.files import fsync_path
 from tre_core.hashing import sha256_of
 
@@ -44,10 +46,42 @@ class PathRefused(ValueError):
     """A path that is not a plain file of the workspace; the message says why and what to do."""
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class StoreFull(OSError):
+    """The egress store's disk (or its quota) is full: what was being written was removed again and
+    the request left as it was; the message says so and what to do (HTTP 503)."""
+
+    def __init__(self, message: M) -> None:
+        super().__init__(errno.ENOSPC, str(message))
+        self.args = (message,)
+
+
+def store_full_while(what: str) -> StoreFull:
+    if what == "release":
+        return StoreFull(M("The egress store's disk is full, so the release could not be written; nothing was "
+                           "released and the request stays approved. Ask the TRE's operators to make room, then "
+                           "release it again."))
+    return StoreFull(M("The egress store's disk is full, so the request could not be submitted; nothing was lost "
+                       "and the request is as it was. Ask the TRE's operators to make room, then submit it again."))
+
+
 @dataclass(frozen=True)
 class Frozen:
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A store file the sweep may remove, as it was when listed: a file put in its place since
+    (another replica freezing the same content renames a new file onto the name) differs in inode
+    or modification time, and is kept."""
+
+    path: Path
+    inode: int
+    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -163,30 +197,37 @@ class Store:
         return self.objects / sha256
 
     def freeze(self, workspace: Path, relative: str, max_bytes: int) -> Frozen:
-        """Copy a workspace file into the store, hashing as it goes; durable before it is named."""
-        with open_workspace_file(workspace, relative, max_bytes) as (source, _):
-            digest, size = hashlib.sha256(), 0
-            temporary = self.objects / temporary_name()
-            with open(temporary, "wb") as target:
-                while chunk := os.read(source, CHUNK):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        temporary.unlink()
-                        raise PathRefused(M("“{path}” grew over the limit of {limit} bytes while it was "
-                                                     "read.", path=relative, limit=max_bytes))
-                    digest.update(chunk)
-                    target.write(chunk)
-                    if self.slow_freeze:
-                        time.sleep(self.slow_freeze)
-                target.flush()
-                os.fsync(target.fileno())
-        frozen = Frozen(digest.hexdigest(), size)
-        os.chmod(temporary, 0o400)
-        os.replace(temporary, self.path_of(frozen.sha256))
+        """Copy a workspace file into the store, hashing as it goes; durable before it is named.
+        A full disk removes the half copy and raises ``StoreFull``: nothing else in the store changes."""
+        temporary = self.objects / temporary_name()
+        try:
+            with open_workspace_file(workspace, relative, max_bytes) as (source, _):
+                digest, size = hashlib.sha256(), 0
+                with open(temporary, "wb") as target:
+                    while chunk := os.read(source, CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise PathRefused(M("“{path}” grew over the limit of {limit} bytes while it was "
+                                                "read.", path=relative, limit=max_bytes))
+                        digest.update(chunk)
+                        target.write(chunk)
+                        faults.pause_at("freeze.copy")
+                        if self.slow_freeze:
+                            time.sleep(self.slow_freeze)
+                    target.flush()
+                    os.fsync(target.fileno())
+            frozen = Frozen(digest.hexdigest(), size)
+            os.chmod(temporary, 0o400)
+            os.replace(temporary, self.path_of(frozen.sha256))  # a full directory can refuse even this
+        except BaseException as failure:
+            temporary.unlink(missing_ok=True)
+            if isinstance(failure, OSError) and failure.errno in FULL:
+                raise store_full_while("submission") from failure
+            raise
         _fsync_dir(self.objects)
         return frozen
 
-    def candidates_for_sweep(self, grace: float = SWEEP_GRACE) -> list[Path]:
+    def candidates_for_sweep(self, grace: float = SWEEP_GRACE) -> list[Candidate]:
         """Temp files and objects older than ``grace`` seconds, and the temp files of dead processes
         of this host (a crashed predecessor's, whatever their age): listed *before* the database is
         read, so an object frozen after this listing is never among them."""
@@ -194,25 +235,38 @@ class Store:
         found = []
         for entry in self.objects.iterdir():
             try:
-                if entry.lstat().st_mtime < cutoff or _writer_is_gone(entry.name):
-                    found.append(entry)
+                info = entry.lstat()
+                if info.st_mtime < cutoff or _writer_is_gone(entry.name):
+                    found.append(Candidate(entry, info.st_ino, info.st_mtime_ns))
             except FileNotFoundError:
                 continue  # renamed or removed by another replica meanwhile
         return found
 
-    def sweep(self, candidates: list[Path], referenced: set[str]) -> int:
+    def sweep(self, candidates: list[Candidate], referenced: set[str]) -> int:
         """Remove the temp files and unnamed objects among ``candidates`` (left by a crash).
 
         A candidate is older than the grace period or its writer is gone, so no replica is still
         writing it, and
         ``referenced`` was read after the candidates were listed, so an object a submission named
-        before then is kept. What remains is a submission that froze a file more than the grace
-        period ago and has not committed yet: none lasts that long (README: "More than one host")."""
+        before then is kept. An object another replica froze again between the listing and now
+        (the same content, renamed onto the same name) is a new file: its inode or modification time
+        differ from the listing's, and it is kept. What remains is a submission that froze a file
+        more than the grace period ago and has not committed yet: none lasts that long (README:
+        "More than one host")."""
         removed = 0
-        for entry in candidates:
-            if entry.name.startswith(".tmp-") or entry.name not in referenced:
-                entry.unlink(missing_ok=True)
-                removed += 1
+        for candidate in candidates:
+            entry = candidate.path
+            if not (entry.name.startswith(".tmp-") or entry.name not in referenced):
+                continue
+            faults.pause_at("sweep.unlink")
+            try:
+                now = entry.lstat()
+            except FileNotFoundError:
+                continue
+            if (now.st_ino, now.st_mtime_ns) != (candidate.inode, candidate.mtime_ns):
+                continue  # frozen again since it was listed: another replica's, on its way to a row
+            entry.unlink(missing_ok=True)
+            removed += 1
         return removed
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from docker import errors as docker_errors
+from sqlalchemy.exc import InterfaceError, OperationalError
 from tornado import web
 from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -42,6 +43,19 @@ class WorkspaceRefused(web.HTTPError):
         self.jupyterhub_message = message
 
 
+class CatalogueUnavailable(web.HTTPError):
+    """503: the catalogue's database cannot be reached, so nobody's access can be read; nothing
+    starts (a start is never let through unchecked) and the person is told to try again shortly."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "%s", message)
+        self.jupyterhub_message = message
+
+
+CATALOGUE_UNREACHABLE = (
+    "The TRE's catalogue cannot be reached just now, so your access cannot be checked and the workspace "
+    "was not started. Try again in a minute; if this lasts, tell the TRE's operators."
+)
 IMAGE_CHOSEN_BY_CATALOGUE = (
     "The image of a workspace is the one pinned for its project; it cannot be chosen at start."
 )
@@ -195,6 +209,10 @@ class CatalogueWorkspace(LoggingConfigurable):
             await self._in_pool(self._check_image_present, image)
         except AccessRefused as refusal:
             raise await self.refuse(refusal) from None
+        except (OperationalError, InterfaceError) as unreachable:  # no audit row either: it is the same database
+            self.log.error("Start of %s/%s refused: the catalogue is unreachable: %s", self.user.name, self.name,
+                           unreachable.orig or unreachable)
+            raise CatalogueUnavailable(translate(self.language, CATALOGUE_UNREACHABLE)) from None
         plan = make_workspace_plan(
             access,
             instance=self.instance,

@@ -338,13 +338,37 @@ def test_a_release_interrupted_after_approval_is_finished_at_start(airlock):
     def approve_only(request_id):  # the service dies between the approval and the copy out
         raise SystemExit
 
-    original, airlock.finish_release = airlock.finish_release, approve_only
+    airlock._finish_leased = approve_only
     with pytest.raises(SystemExit):
         airlock.release("carol", request)
-    airlock.finish_release = original
+    del airlock._finish_leased
     assert airlock.get("alice", request).state == "approved"
     assert airlock.resume_releases() == [request]
     assert airlock.get("alice", request).state == "released"
+
+
+def test_a_release_interrupted_after_approval_is_finished_by_a_retry_once(airlock):
+    """Its copier gone (its lease with it), the request is approved and nobody is copying it: a
+    checker's retry finishes it, on the record, instead of "released already"; a second retry is
+    then "released already". Killed processes for real: tests/integration/test_faults.py."""
+    request = submitted_request(airlock)
+    approve_by(airlock, request, "carol", "dave")
+
+    def approve_only(request_id):
+        raise SystemExit
+
+    airlock._finish_leased = approve_only
+    with pytest.raises(SystemExit):
+        airlock.release("carol", request)
+    del airlock._finish_leased
+    assert airlock.release("dave", request) == ["table.csv"]
+    assert airlock.get("alice", request).state == "released"
+    with pytest.raises(StateConflict, match="released already"):
+        airlock.release("dave", request)
+    with session_scope(airlock.url) as session:
+        actions = [e.action for e in session.scalars(select(AuditEvent)) if e.details.get("request") == request]
+    assert [a for a in actions if a in ("egress.approved", "egress.release.retried", "egress.released")] == [
+        "egress.approved", "egress.release.retried", "egress.released"]
 
 
 def test_the_waiting_counts(airlock):

@@ -1,7 +1,8 @@
 """THE access module: every "who may see what" question is answered here, and only here.
 
 - ``workspace_access``: may this person start this project's workspace today, and with which
-  dataset versions? (the spawner, the reconciler, the catalogue pages)
+  dataset versions, each as the project's own extract (the spawner, the reconciler, the catalogue
+  pages): a workspace mounts extracts, never datasets;
 - ``projects_of``: the projects a person is a member of, for the home page and the pages;
 - ``member_projects``: the projects a person may act for today (submit exports): a current member
   of a project in force (status and dates);
@@ -49,6 +50,7 @@ class Refusal(enum.StrEnum):
     NOT_ACCREDITED = "not_accredited"  # datasets/accreditation.py
     ACCREDITATION_EXPIRED = "accreditation_expired"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    EXTRACT_FAILED = "extract_failed"
 
 
 class AccessRefused(Exception):
@@ -59,14 +61,28 @@ class AccessRefused(Exception):
 
 
 @dataclass(frozen=True)
+class ProjectExtract:
+    """The project's extract of one granted dataset version, for the grant's current spec: what a
+    workspace mounts at ``/data/<dataset>``. Ready (a path), or still being prepared (a progress)."""
+
+    id: int | None
+    ready: bool
+    path: PurePosixPath | None = None  # relative to the extracts root: <project>/<dataset>@<version>
+    root_hash: str = ""
+    progress: int = 0  # 0..100 while it is being prepared
+
+
+@dataclass(frozen=True)
 class GrantedDataset:
     slug: str
     version: str
-    storage_path: PurePosixPath  # relative to the data root
+    storage_path: PurePosixPath  # of the dataset version, relative to the data root; never mounted
     ends_on: dt.date
     root_hash: str = ""
-    # the version's manifest rows [path, size, sha256, inode, mtime_ns], compared before a mount
+    # the version's manifest rows [path, size, sha256, inode, mtime_ns]
     files: tuple[tuple, ...] = ()
+    grant_id: int | None = None
+    extract: ProjectExtract | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,19 @@ class WorkspaceAccess:
     home_quota: str | None = None
     tmp_quota: str | None = None
     stewards: str = "the data stewards"  # whom a refusal tells to act
+
+    @property
+    def preparing(self) -> tuple[GrantedDataset, ...]:
+        """The datasets whose extract is not ready yet: a start waits for them."""
+        return tuple(d for d in self.datasets if d.extract is None or not d.extract.ready)
+
+    @property
+    def preparing_progress(self) -> int:
+        """How far the preparation of the whole start is, in per cent (ready extracts count 100)."""
+        if not self.datasets:
+            return 100
+        return sum(100 if d.extract and d.extract.ready else (d.extract.progress if d.extract else 0)
+                   for d in self.datasets) // len(self.datasets)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,10 @@ REFUSALS: dict[Refusal, str] = {
     Refusal.NO_DATASET_IN_FORCE: (
         "Project {project} has no dataset grant in force today. Ask a data steward to renew its grants."
     ),
+    Refusal.EXTRACT_FAILED: (
+        "The extract of dataset {dataset} for project {project} could not be built ({problem}), so the "
+        "workspace does not start. Ask a data steward ({stewards}) to look into it and build it again."
+    ),
     Refusal.NO_IMAGE: (
         "No analysis image is registered for project {project}, so its workspace cannot start. An admin "
         "must run `tre images build {image}` (or `tre images register {image}`)."

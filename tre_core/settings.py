@@ -93,6 +93,10 @@ class TRESettings(BaseSettings):
     scrub_rate_mb_s: float = Field(default=50.0, ge=0, description="Most MB/s the background scrubber reads "
                                    "(0: as fast as the disk goes).")
     scrub_interval: float = Field(default=3600.0, gt=0, description="Seconds between the scrubber's passes.")
+    extraction_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between the extraction service's passes (hub/extraction.py): "
+        "extracts to queue for new or changed grants and opt-outs, builds to start.")
+    extraction_workers: int = Field(default=1, ge=1, description="Extracts built at once, each in a process of its own.")
     proxy_command: str = str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
     # --- sign-on through an OpenID Connect provider (hub/auth/oidc_login.py); none: the demo login
     oidc_issuer: str | None = Field(

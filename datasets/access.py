@@ -25,8 +25,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from datasets.models import (STARTABLE_STATUSES, DatasetVersion, Grant, Membership, MembershipRecord, Person, Project,
-                             VersionStatus)
+from datasets.grant_spec import GrantSpec, whole_dataset
+from datasets.models import (STARTABLE_STATUSES, DatasetVersion, Extract, ExtractStatus, Grant, Membership,
+                             MembershipRecord, Person, Project, VersionStatus, version_key)
 from datasets.versions import steward_contacts
 
 
@@ -158,7 +159,8 @@ def workspace_access(session: Session, username: str, project_slug: str, today: 
                                 stewards=stewards)
         granted.append(GrantedDataset(
             slug=g.dataset_slug, version=g.dataset_version, storage_path=PurePosixPath(version.storage_path),
-            ends_on=g.ends_on, root_hash=version.root_hash, files=tuple(tuple(row) for row in version.files)))
+            ends_on=g.ends_on, root_hash=version.root_hash, files=tuple(tuple(row) for row in version.files),
+            grant_id=g.id, extract=project_extract(session, g, version, stewards)))
     granted = tuple(granted)
     if not granted:
         raise AccessRefused(Refusal.NO_DATASET_IN_FORCE, project=project.slug)
@@ -174,6 +176,32 @@ def workspace_access(session: Session, username: str, project_slug: str, today: 
         tmp_quota=project.tmp_quota,
         stewards=stewards,
     )
+
+
+def grant_spec_of(grant: Grant, version: DatasetVersion) -> GrantSpec:
+    """What the grant gives: its spec, or the whole dataset version for a grant that names none."""
+    return GrantSpec.from_json(grant.spec) if grant.spec is not None else whole_dataset(version.tables)
+
+
+def project_extract(session: Session, grant: Grant, version: DatasetVersion, stewards: str) -> ProjectExtract | None:
+    """The project's extract for the grant's current spec: the newest ready one (a rebuild under way
+    keeps it in use until it is replaced), else the one being prepared, else None (none asked for
+    yet). Raises ``AccessRefused(EXTRACT_FAILED)`` when the newest build for the spec failed."""
+    rows = session.scalars(select(Extract).where(
+        Extract.project_id == grant.project_slug,
+        Extract.dataset_version_id == version_key(grant.dataset_slug, grant.dataset_version),
+        Extract.spec_digest == grant_spec_of(grant, version).digest()).order_by(Extract.id.desc())).all()
+    ready = next((e for e in rows if e.status is ExtractStatus.READY and e.path), None)
+    if ready is not None:
+        return ProjectExtract(id=ready.id, ready=True, path=PurePosixPath(ready.path), root_hash=ready.root_hash or "",
+                              progress=100)
+    newest = rows[0] if rows else None
+    if newest is None or newest.status is ExtractStatus.SUPERSEDED:
+        return None
+    if newest.status is ExtractStatus.FAILED:
+        raise AccessRefused(Refusal.EXTRACT_FAILED, dataset=grant.dataset_slug, project=grant.project_slug,
+                            problem=(newest.error or "no reason recorded").strip()[:300], stewards=stewards)
+    return ProjectExtract(id=newest.id, ready=False, progress=max(0, min(100, newest.progress or 0)))
 
 
 def projects_of(session: Session, username: str, today: dt.date) -> list[ProjectSummary]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
@@ -27,6 +28,7 @@ from datasets.audit import AuditAction
 from datasets.accreditation import require_accredited
 from datasets.images import WorkspaceImage, workspace_image
 from datasets.integrity import DatasetIntegrityError
+from datasets.manifest import TreeChanged, verify_tree
 from datasets.messages import explain
 from datasets.quotas import StorageQuotas, size_bytes
 from spawner import docker_adapter, storage
@@ -137,14 +139,25 @@ class CatalogueWorkspace(LoggingConfigurable):
                                 image=f"{image.name}:{image.version}, {image.digest}")
 
     def _verify_extracts(self, access: WorkspaceAccess) -> None:
-        """Each extract to mount is a plain folder below the extracts root (never a link out of it)."""
+        """Each extract to mount is a plain folder below the extracts root that is still exactly
+        what its build recorded: its manifest (beside it, ``.manifest-<id>.json``, with the root
+        hash of its row) compared by path, size, inode and modification time, reading nothing else."""
         root = Path(self.extracts_root).resolve()
         for dataset in access.datasets:
             folder = extract_source(Path(self.extracts_root), access.project, dataset)
             if folder.is_symlink() or not folder.resolve().is_relative_to(root):
                 raise DatasetIntegrityError(dataset.slug, f"its extract {folder} leads outside the extracts root")
-            if not folder.is_dir():
-                raise DatasetIntegrityError(dataset.slug, f"its extract {folder} is missing")
+            record = folder.parent / f".manifest-{dataset.extract.id}.json"
+            try:
+                manifest = json.loads(record.read_text())
+                if manifest.get("root_hash") != dataset.extract.root_hash:
+                    raise DatasetIntegrityError(dataset.slug, f"the manifest of its extract ({record.name}) is not "
+                                                              "the one its build recorded")
+                verify_tree(folder, [list(row) for row in manifest["files"]])
+            except (OSError, ValueError, KeyError) as error:
+                raise DatasetIntegrityError(dataset.slug, f"its extract has no readable manifest ({error})") from None
+            except TreeChanged as changed:
+                raise DatasetIntegrityError(dataset.slug, f"its extract changed since it was built: {changed.problem}") from None
 
     def _enqueue_missing_extracts(self, access: WorkspaceAccess) -> None:
         """Ask for the extracts nobody asked for yet (a grant made before extracts existed, say):

@@ -85,6 +85,11 @@ class AuditAction(enum.StrEnum):
     PACKAGE_PUBLISHED = "package.published"
     PACKAGE_PUBLISH_FAILED = "package.publish_failed"
     PACKAGE_REMOVED = "package.removed"
+    # per-project extracts and the opt-out register (extracts/)
+    EXTRACT_QUEUED = "extract.queued"
+    EXTRACT_BUILT = "extract.built"
+    EXTRACT_FAILED = "extract.failed"
+    OPTOUT_ADDED = "optout.added"
 
 
 def _digest(previous: str, seq: int, at: str, actor: str, action: str, project: str | None,

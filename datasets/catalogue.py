@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,6 +28,7 @@ from datasets.models import (
     Project,
     ProjectStatus,
 )
+from datasets.grant_spec import GrantSpec, SpecError
 from datasets.manifest import ManifestError
 from datasets.quotas import SIZE_PATTERN
 from datasets.versions import VersionError, manifest_of, record_version
@@ -95,6 +97,9 @@ class GrantEntry(_Strict):
     ends_on: dt.date
     approved_by: str
     approval_reference: str
+    # What exactly (datasets/grant_spec.py): tables and columns, period, criteria, linkage,
+    # justification; checked against the version's manifest when loaded. None: the whole dataset.
+    spec: dict[str, Any] | None = None
 
 
 class MemberEntry(_Strict):
@@ -307,8 +312,10 @@ def _load_grants(session: Session, project: Project, entry: ProjectEntry) -> Non
                          details={"dataset": grant.dataset_slug, "from": grant.starts_on.isoformat(),
                                   "removed_from_file": True})
             continue
-        changed = {"dataset_version": session.get(Dataset, line.dataset).version, "ends_on": line.ends_on,
-                   "approved_by": line.approved_by, "approval_reference": line.approval_reference}
+        dataset = session.get(Dataset, line.dataset)
+        changed = {"dataset_version": dataset.version, "ends_on": line.ends_on,
+                   "approved_by": line.approved_by, "approval_reference": line.approval_reference,
+                   "spec": _spec_json(session, project, line, dataset)}
         changed = {name: value for name, value in changed.items() if getattr(grant, name) != value}
         if changed:
             workflow.require_independent(session, line.approved_by, project)
@@ -316,7 +323,27 @@ def _load_grants(session: Session, project: Project, entry: ProjectEntry) -> Non
                 setattr(grant, name, value)
             audit.record(session, line.approved_by, AuditAction.GRANT_CHANGED, project=project.slug,
                          details={"dataset": grant.dataset_slug, "from": grant.starts_on.isoformat(),
-                                  **{k: str(v) for k, v in changed.items()}})
+                                  **{k: str(v) for k, v in changed.items() if k != "spec"},
+                                  **({"spec_digest": GrantSpec.from_json(changed["spec"]).digest()
+                                      if changed["spec"] else "whole dataset"} if "spec" in changed else {})})
     for line in listed.values():
-        workflow.add_grant(session, line.approved_by, project.slug, line.dataset, starts_on=line.starts_on,
-                           ends_on=line.ends_on, approval_reference=line.approval_reference)
+        try:
+            workflow.add_grant(session, line.approved_by, project.slug, line.dataset, starts_on=line.starts_on,
+                               ends_on=line.ends_on, approval_reference=line.approval_reference, spec=line.spec)
+        except SpecError as exc:
+            raise CatalogueFileError(f"project {project.slug}: grant of {line.dataset}: {exc} "
+                                     "Nothing was loaded.") from None
+
+
+def _spec_json(session: Session, project: Project, line: GrantEntry, dataset: Dataset) -> dict | None:
+    """The file's spec of a grant, checked against the dataset's newest version, in canonical form."""
+    from datasets.models import DatasetVersion
+    from datasets.workflow import checked_spec
+
+    if line.spec is None:
+        return None
+    version = session.get(DatasetVersion, (dataset.slug, dataset.version))
+    try:
+        return checked_spec(dataset, version, line.spec).to_json()
+    except SpecError as exc:
+        raise CatalogueFileError(f"project {project.slug}: grant of {line.dataset}: {exc} Nothing was loaded.") from None

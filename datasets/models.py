@@ -211,6 +211,8 @@ class Grant(Base):
     ends_on: Mapped[dt.date] = mapped_column(Date)
     approved_by: Mapped[str] = mapped_column(String(64))
     approval_reference: Mapped[str] = mapped_column(String(100))
+    # What exactly is granted (datasets/grant_spec.py, GrantSpec.to_json); None: the whole dataset.
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     project: Mapped[Project] = relationship(back_populates="grants")
     dataset: Mapped[Dataset] = relationship(back_populates="grants")
@@ -295,3 +297,73 @@ class FileReadDay(Base):
     reads: Mapped[int] = mapped_column(default=0)
     # when the threshold was first reached that day (the stewards are alerted once)
     blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExtractStatus(enum.StrEnum):
+    QUEUED = "queued"
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"  # a newer extract of the same grant is ready (new spec, opt-outs)
+
+
+def version_key(dataset_slug: str, version: str) -> str:
+    """``Extract.dataset_version_id``: a dataset version named as its extract folder is, ``claims@2024.1``."""
+    return f"{dataset_slug}@{version}"
+
+
+class Extract(Base):
+    """One project's extract of one dataset version, for one grant spec (built by ``extracts.build``)."""
+
+    __tablename__ = "extracts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.slug", name="fk_extracts_project_id_projects"),
+                                            index=True)
+    dataset_version_id: Mapped[str] = mapped_column(String(100))  # version_key(dataset, version)
+    grant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("grants.id", name="fk_extracts_grant_id_grants", ondelete="SET NULL"))
+    spec_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[ExtractStatus] = mapped_column(
+        Enum(ExtractStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=ExtractStatus.QUEUED)
+    progress: Mapped[int] = mapped_column(default=0)  # 0..100
+    path: Mapped[str | None] = mapped_column(String(500))  # relative to TRE_EXTRACTS_ROOT, once ready
+    root_hash: Mapped[str | None] = mapped_column(String(64))
+    people: Mapped[int | None] = mapped_column(BigInteger)  # distinct people in the extract
+    linked: Mapped[int | None] = mapped_column(BigInteger)  # cohort people found by the linkage table
+    cohort_people: Mapped[int | None] = mapped_column(BigInteger)  # people in the cohort
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # the newest opt-out (OptOut.id) left out of this extract: older than the register, it is rebuilt
+    optout_generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    @property
+    def dataset_slug(self) -> str:
+        return self.dataset_version_id.rsplit("@", 1)[0]
+
+    @property
+    def version(self) -> str:
+        return self.dataset_version_id.rsplit("@", 1)[1]
+
+    @property
+    def linkage_rate(self) -> float | None:
+        """People found / people in the cohort (HDH judges 90 % a success); None without linkage."""
+        return self.linked / self.cohort_people if self.cohort_people else None
+
+
+class OptOut(Base):
+    """One person's objection, by database pseudonym (never a name): left out of every extract."""
+
+    __tablename__ = "optouts"
+    __table_args__ = (UniqueConstraint("person_key", name="uq_optouts_person_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_key: Mapped[str] = mapped_column(String(64))
+    objected_on: Mapped[dt.date] = mapped_column(Date)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(200))

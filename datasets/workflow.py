@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from datasets import audit
 from datasets.access import projects_tied_to
 from datasets.audit import AuditAction
+from datasets.grant_spec import GrantSpec, parse_spec
 from datasets.manifest import Manifest
 from datasets.models import (SLUG, Dataset, DatasetVersion, Grant, Membership, MembershipRecord, MemberRole, Person,
                              Project, ProjectStatus, VersionStatus)
@@ -276,8 +277,10 @@ def remove_member(session: Session, steward: str, slug: str, username: str) -> N
 
 def add_grant(session: Session, steward: str, slug: str, dataset_slug: str, *, starts_on: dt.date,
               ends_on: dt.date, approval_reference: str, audited: bool = True,
-              version: str | None = None) -> Grant:
-    """Grant a project one version of a dataset (by default its newest)."""
+              version: str | None = None, spec: dict | None = None) -> Grant:
+    """Grant a project one version of a dataset (by default its newest): what ``spec`` names
+    (datasets/grant_spec.py, checked against the version's manifest; ``SpecError`` refuses it
+    before anything changes), or the whole version without one."""
     require_steward(session, steward)
     project = _project(session, slug)
     require_independent(session, steward, project)
@@ -294,14 +297,47 @@ def add_grant(session: Session, steward: str, slug: str, dataset_slug: str, *, s
         state = "not registered" if registered is None else registered.status.value
         raise WorkflowError(f"Dataset {dataset_slug} {version} is {state}; grant an active version "
                             "(`tre datasets show` lists them).")
+    checked = checked_spec(dataset, registered, spec) if spec is not None else None
     grant = Grant(project_slug=slug, dataset_slug=dataset_slug, dataset_version=version,
-                  starts_on=starts_on, ends_on=ends_on, approved_by=steward, approval_reference=approval_reference)
+                  starts_on=starts_on, ends_on=ends_on, approved_by=steward, approval_reference=approval_reference,
+                  spec=checked.to_json() if checked else None)
     project.grants.append(grant)
     session.flush()
     if audited:
         audit.record(session, steward, AuditAction.GRANT_ADDED, project=slug, details={
             "dataset": dataset_slug, "version": version, "from": starts_on.isoformat(),
-            "until": ends_on.isoformat(), "approval_reference": approval_reference})
+            "until": ends_on.isoformat(), "approval_reference": approval_reference,
+            **({"spec": checked.describe(), "spec_digest": checked.digest(),
+                "justification": checked.justification} if checked else {})})
+    return grant
+
+
+def checked_spec(dataset: Dataset, version: DatasetVersion, data: dict) -> GrantSpec:
+    """A spec written by a person, checked against the version's manifest and the dataset's column tags."""
+    tags = {c["name"]: c.get("identifier") for c in dataset.columns or [] if isinstance(c, dict) and "name" in c}
+    return parse_spec(data, version.tables, tags or None)
+
+
+def set_grant_spec(session: Session, steward: str, grant_id: int, data: dict | None) -> Grant:
+    """Amend what a grant gives (None: the whole dataset version). The spec is checked first: a
+    refusal (``SpecError``, English and French, naming the field) changes nothing."""
+    require_steward(session, steward)
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        raise WorkflowError(f"There is no grant {grant_id}.")
+    require_independent(session, steward, grant.project)
+    registered = session.get(DatasetVersion, (grant.dataset_slug, grant.dataset_version))
+    if registered is None:
+        raise WorkflowError(f"Dataset {grant.dataset_slug} {grant.dataset_version} is not registered; "
+                            "grant an active version.")
+    checked = checked_spec(grant.dataset, registered, data) if data is not None else None
+    grant.spec = checked.to_json() if checked else None
+    session.flush()
+    audit.record(session, steward, AuditAction.GRANT_CHANGED, project=grant.project_slug, details={
+        "dataset": grant.dataset_slug, "from": grant.starts_on.isoformat(), "grant": grant.id,
+        "spec": checked.describe() if checked else "whole dataset",
+        "spec_digest": checked.digest() if checked else None,
+        "justification": checked.justification if checked else None})
     return grant
 
 

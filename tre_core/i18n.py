@@ -47,3 +47,25 @@ def _messages(language: str) -> dict[str, str]:
 def translate(language: str, message: str, **params: object) -> str:
     """``message`` in ``language`` (the English text is the msgid), with ``{name}`` filled in."""
     return _messages(language).get(message, message).format(**params)
+
+
+class Message:
+    """A message for a person, kept as its English msgid and parameters until the language is known:
+    ``str()`` is the English, ``said_in(language)`` the person's language (French from the catalogue)."""
+
+    def __init__(self, msgid: str, **params: object) -> None:
+        self.msgid, self.params = msgid, params
+
+    def said_in(self, language: str) -> str:
+        return translate(language, self.msgid, **self.params)
+
+    def __str__(self) -> str:
+        return self.msgid.format(**self.params)
+
+    def __repr__(self) -> str:
+        return f"Message({self.msgid!r}, **{self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.msgid, self.params) == (other.msgid, other.params)
+
+    __hash__ = None  # parameters may be unhashable

@@ -93,6 +93,20 @@ class TRESettings(BaseSettings):
     scrub_rate_mb_s: float = Field(default=50.0, ge=0, description="Most MB/s the background scrubber reads "
                                    "(0: as fast as the disk goes).")
     scrub_interval: float = Field(default=3600.0, gt=0, description="Seconds between the scrubber's passes.")
+    # --- per-project extracts (extracts/): where they are built, and how the engine behaves
+    extracts_root_dir: Path | None = Field(
+        default=None, validation_alias="TRE_EXTRACTS_ROOT",
+        description="Where per-project extracts are built and kept. Default: `home`/extracts.")
+    optout_batch_seconds: float = Field(
+        default=3600.0, ge=0, description="Seconds after the last recorded opt-out before the extracts that still "
+        "hold those people are rebuilt (objections arriving together are batched into one rebuild).")
+    extract_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="Seconds between the heartbeats of an extract being built.")
+    extract_stale_seconds: float = Field(
+        default=120.0, ge=0, description="An extract whose builder sent no heartbeat for this long may be taken "
+        "over by another run (its process died).")
+    # Test-only: seconds to pause after each partition, so a test can kill a build in the middle.
+    extract_test_slow_partition: float = 0.0
     extraction_interval: float = Field(
         default=10.0, gt=0, description="Seconds between the extraction service's passes (hub/extraction.py): "
         "extracts to queue for new or changed grants and opt-outs, builds to start.")
@@ -184,6 +198,12 @@ class TRESettings(BaseSettings):
     def egress_root(self) -> Path:
         """The egress service's own store and releases; never mounted in any workspace."""
         return self.home / "egress"
+
+    @property
+    def extracts_root(self) -> Path:
+        """Per-project extracts, ``<project>/<dataset>@<version>/``; each mounted read-only in its project's
+        workspaces only."""
+        return self.extracts_root_dir or self.home / "extracts"
 
     @property
     def secrets_dir(self) -> Path:

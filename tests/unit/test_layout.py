@@ -9,18 +9,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("tre_core", "datasets", "hub", "spawner", "egress_review", "images", "demo", "package_index")
+PACKAGES = ("tre_core", "datasets", "hub", "spawner", "egress_review", "images", "demo", "package_index", "extracts")
 # What each package may import besides itself (egress_review: the hub's web kit and service runner
 # only, which every TRE web service shares).
 ALLOWED = {
     "tre_core": set(),
     "datasets": {"tre_core"},
-    "spawner": {"tre_core", "datasets"},
-    "hub": {"tre_core", "datasets"},
+    "spawner": {"tre_core", "datasets", "extracts"},
+    "hub": {"tre_core", "datasets", "extracts"},
     "images": {"tre_core", "datasets"},
     "demo": {"tre_core", "datasets"},
     "egress_review": {"tre_core", "datasets", "hub.webkit", "hub.service_runner"},
     "package_index": {"tre_core", "datasets"},
+    "extracts": {"tre_core", "datasets"},
 }
 IMPORT = re.compile(r"^\s*(?:from|import)\s+([\w.]+)", re.M)
 

@@ -118,10 +118,9 @@ def extract_source(extracts_root: Path, project: str, dataset: GrantedDataset) -
     if extract is None or not extract.ready or extract.path is None:
         raise ExtractNotReady(f"the extract of {dataset.slug} {dataset.version} for {project} is not ready")
     path = extract.path
-    expected = (project, f"{dataset.slug}@{dataset.version}")
-    if path.is_absolute() or tuple(path.parts) != expected:
-        raise UnsafeStoragePath(f"extract path {path} of {dataset.slug} is not {'/'.join(expected)} "
-                                "below the extracts root")
+    expected = f"{project}/{dataset.slug}@{dataset.version}"
+    if path.is_absolute() or ".." in path.parts or str(path) != expected:
+        raise UnsafeStoragePath(f"extract path {path} of {dataset.slug} is not {expected} below the extracts root")
     return extracts_root.joinpath(*path.parts)
 
 

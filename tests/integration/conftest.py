@@ -91,7 +91,7 @@ class Hub:
         return subprocess.run([VENV_BIN / "tre", *args], env=self.env, check=True, cwd=REPO,
                               capture_output=True, text=True).stdout
 
-    def start_process(self, timeout: float = 60) -> None:
+    def start_process(self, timeout: float = 180) -> None:
         with (self.home / "hub.log").open("a") as log:
             # its own process group: the proxy and the hub's services go with it, even on a crash
             self.process = subprocess.Popen([VENV_BIN / "jupyterhub", "-f", self.config], env=self.env,

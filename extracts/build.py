@@ -23,6 +23,7 @@ import shutil
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,9 +159,10 @@ class _Heartbeat(threading.Thread):
                 pass
 
 
-def run(extract_id: int, *, take_over: bool = False) -> None:
+def run(extract_id: int, *, take_over: bool = False, progress: Callable[[int], None] | None = None) -> None:
     """Build extract ``extract_id`` (or finish a dead run's build with ``take_over``); nothing to do if it is
-    ready. Raises ``BuildError`` when it cannot, after recording the failure on the row and in the audit log."""
+    ready. Raises ``BuildError`` when it cannot, after recording the failure on the row and in the audit log.
+    ``progress(percent)`` is called as partitions are written (the row gets it with each heartbeat)."""
     settings = TRESettings()
     url = settings.catalogue_url
     with session_scope(url) as session:
@@ -177,7 +179,7 @@ def run(extract_id: int, *, take_over: bool = False) -> None:
     heartbeat = _Heartbeat(url, extract_id, settings.extract_heartbeat_seconds)
     heartbeat.start()
     try:
-        result = _build(job, settings, heartbeat)
+        result = _build(job, settings, heartbeat, progress or (lambda percent: None))
     except _TakenOver:
         return
     except Exception as exc:
@@ -213,7 +215,7 @@ def _connect(job: _Job, key: bytes):
     return con
 
 
-def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
+def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat, progress: Callable[[int], None]) -> dict:
     key = pseudonyms.project_key(settings.secrets_dir, job.project)
     folder = project_folder(settings, job.project) / f".building-{job.extract_id}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -227,27 +229,43 @@ def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat) -> dict:
     counts = {"people": con.execute("SELECT count(*) FROM people").fetchone()[0]}
     counts |= _linkage_counts(con, plan)
     heartbeat.progress = int(100 / total)
+    progress(heartbeat.progress)
     for done, unit in enumerate(plan.units, start=2):
         if heartbeat.lost:
             raise _TakenOver()
         target = folder / unit.output
-        if not target.exists():
+        if not _whole(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             temporary = target.with_name(target.name + ".tmp")
             con.execute(f"COPY ({unit_sql(plan, unit)}) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)")
-            fsync_path(temporary)
-            os.replace(temporary, target)
-            fsync_path(target.parent)
+            os.replace(temporary, target)  # its name under the folder is the partition's done-marker
             if settings.extract_test_slow_partition:
                 time.sleep(settings.extract_test_slow_partition)
         heartbeat.progress = min(99, int(100 * done / total))
+        progress(heartbeat.progress)
     con.close()
     if not plan.units:
         raise BuildError("the grant selects no file of the dataset version (its period holds no partition); "
                          "amend the grant's period.")
+    os.sync()  # one flush of every partition before the manifest, rather than one per file
     manifest = build_manifest(folder, describe=(job.dataset, job.version))
     make_read_only(folder)
     return {"manifest": manifest, "folder": folder, **counts}
+
+
+def _whole(path: Path) -> bool:
+    """A partition a run renamed into place: done, unless a crash of the machine (not of the process,
+    whose writes the kernel keeps) left it without its Parquet footer; then it is written again."""
+    if not path.exists():
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+        return True
+    except Exception:  # noqa: BLE001 - any unreadable footer means: write it again
+        path.unlink()
+        return False
 
 
 def _linkage_counts(con, plan: Plan) -> dict:
@@ -298,7 +316,13 @@ def _finish(url: str, job: _Job, result: dict, settings: TRESettings) -> None:
                                          "files": manifest.rows(), "tables": manifest.tables}, default=list))
         os.replace(temporary, record)
         if final.exists():
-            _exchange(folder, final)
+            try:
+                _exchange(folder, final)
+            except OSError:  # a file system without RENAME_EXCHANGE: aside, then in, a moment apart
+                aside = final.with_name(f".superseded-{extract.id}")
+                os.rename(final, aside)
+                os.rename(folder, final)
+                folder = aside
             remove_tree(folder)  # the previous extract: its opted-out people leave the disk now
         else:
             os.rename(folder, final)
@@ -333,8 +357,9 @@ def _failed(url: str, extract_id: int, problem: Exception) -> None:
                 "error": str(problem)[:500]})
 
 
-def build_pending(*, take_over: bool = True) -> list[int]:
-    """Queue what grants and opt-outs need, then build every pending extract, oldest first."""
+def build_pending(*, take_over: bool = True) -> tuple[list[int], dict[int, str]]:
+    """Queue what grants and opt-outs need, then build every pending extract, oldest first; one
+    failure (recorded on its row) does not stop the others. Returns (built, {failed: why})."""
     from extracts import jobs
 
     url = TRESettings().catalogue_url
@@ -342,6 +367,27 @@ def build_pending(*, take_over: bool = True) -> list[int]:
         jobs.enqueue_missing(session)
         jobs.rebuild_for_optouts(session)
         ids = [e.id for e in jobs.pending(session)]
+    built, failed = [], {}
     for extract_id in ids:
-        run(extract_id, take_over=take_over)
-    return ids
+        try:
+            run(extract_id, take_over=take_over)
+            built.append(extract_id)
+        except BuildError as exc:
+            failed[extract_id] = str(exc)
+    return built, failed
+
+
+def verify(settings: TRESettings, extract: Extract) -> Path:
+    """Before a mount: the ready extract's folder, compared with its manifest by path, size, inode and
+    modification time (nothing read); raises ``datasets.manifest.TreeChanged`` naming what differs."""
+    from datasets.manifest import TreeChanged
+
+    record = manifest_file(settings, extract)
+    if extract.status is not ExtractStatus.READY or not record.is_file():
+        raise TreeChanged(f"extract {extract.id} is {extract.status.value}, not ready")
+    manifest = json.loads(record.read_text())
+    if manifest["root_hash"] != extract.root_hash:
+        raise TreeChanged(f"the manifest beside extract {extract.id} is not the one recorded")
+    folder = final_folder(settings, extract)
+    verify_tree(folder, manifest["files"])
+    return folder

@@ -69,15 +69,21 @@ def extracts_build(
     from extracts import build
 
     catalogue_url()
-    try:
-        if extract_id is not None:
-            build.run(extract_id, take_over=take_over)
-            built = [extract_id]
-        else:
-            built = build.build_pending(take_over=True)
-    except build.BuildError as exc:
-        fail(str(exc))
+    if extract_id is not None:
+        from rich.progress import Progress
+
+        try:
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task(f"extract {extract_id}", total=100)
+                build.run(extract_id, take_over=take_over, progress=lambda percent: bar.update(task, completed=percent))
+        except build.BuildError as exc:
+            fail(str(exc))
+        console.print(f"Extract {extract_id} is ready.")
+        return
+    built, failed = build.build_pending(take_over=True)
     console.print(f"{len(built)} extract(s) built: {', '.join(map(str, built)) or 'none pending'}.")
+    if failed:
+        fail("; ".join(f"extract {i}: {why}" for i, why in failed.items()))
 
 
 @optout_app.command("add")

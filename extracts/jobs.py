@@ -40,6 +40,10 @@ def optout_generation(session: Session) -> int:
 
 
 def _new(session: Session, grant: Grant, digest: str) -> Extract:
+    """A queued extract; extracts of the grant still queued for an older spec will never be wanted."""
+    for stale in session.scalars(select(Extract).where(Extract.grant_id == grant.id, Extract.spec_digest != digest,
+                                                       Extract.status == ExtractStatus.QUEUED)):
+        stale.status, stale.error = ExtractStatus.SUPERSEDED, "the grant's spec changed before it was built"
     extract = Extract(project_id=grant.project_slug, dataset_version_id=version_key(grant.dataset_slug,
                       grant.dataset_version), grant_id=grant.id, spec_digest=digest, status=ExtractStatus.QUEUED,
                       progress=0, created_at=dt.datetime.now(dt.UTC), optout_generation=0)
@@ -139,3 +143,10 @@ def ready_extract(session: Session, project_id: str, dataset_version_id: str, sp
 def for_project(session: Session, project_id: str) -> list[Extract]:
     return list(session.scalars(select(Extract).where(Extract.project_id == project_id)
                                 .order_by(Extract.id.desc())))
+
+
+def for_grant(session: Session, grant: Grant) -> Extract | None:
+    """The ready extract of the grant's current spec, which its project's workspaces mount; None while
+    it is being prepared (``latest`` then gives the progress)."""
+    return ready_extract(session, grant.project_slug, version_key(grant.dataset_slug, grant.dataset_version),
+                         spec_of(session, grant).digest())

@@ -72,14 +72,21 @@ class Plan:
 
 
 def _overlaps(partition: tuple[str, ...], period: tuple[dt.date, dt.date] | None) -> bool:
-    """Whether a ``year=YYYY`` partition can hold rows of the period (others are not read at all)."""
+    """Whether a ``year=YYYY`` (``/month=MM``) partition can hold rows of the period; the others are
+    not read at all."""
     if period is None:
         return True
-    for part in partition:
-        key, _, value = part.partition("=")
-        if key == "year" and value.isdigit() and not period[0].year <= int(value) <= period[1].year:
-            return False
-    return True
+    keys = dict(part.partition("=")[::2] for part in partition)
+    if not keys.get("year", "").isdigit():
+        return True
+    year = int(keys["year"])
+    if keys.get("month", "").isdigit() and 1 <= int(keys["month"]) <= 12:
+        month = int(keys["month"])
+        first = dt.date(year, month, 1)
+        last = dt.date(year + (month == 12), month % 12 + 1, 1) - dt.timedelta(days=1)
+    else:
+        first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    return first <= period[1] and period[0] <= last
 
 
 def _table(tables_info: dict[str, Any], name: str, columns: tuple[str, ...], spec: GrantSpec,

@@ -127,10 +127,15 @@ def test_a_narrowed_grant_stops_the_workspace_and_the_next_start_waits_for_exact
         grant.spec = parse_spec(NARROW, version.tables).to_json()
         audit.record(session, "steward", audit.AuditAction.GRANT_CHANGED, project="cardio-risk",
                      details={"dataset": "claims", "spec": grant.spec})
-    wait_for(lambda: workspace_gone(hub, "alice", "cardio-risk"), 60, "the reconciler to stop the workspace")
-    with catalogue(hub) as session:
-        reasons = [e.details.get("reason", "") for e in audit.events(session)
-                   if e.action == "workspace.stop" and e.actor == "reconciler" and e.details.get("user") == "alice"]
+    def reconciler_stops() -> list[str]:
+        with catalogue(hub) as session:
+            return [e.details.get("reason", "") for e in audit.events(session)
+                    if e.action == "workspace.stop" and e.actor == "reconciler" and e.details.get("user") == "alice"]
+
+    # the reconciler records its stop once the hub has stopped the workspace
+    wait_for(lambda: workspace_gone(hub, "alice", "cardio-risk") and reconciler_stops(), 60,
+             "the reconciler to stop the workspace")
+    reasons = reconciler_stops()
     assert any(r.startswith("extract_replaced:") and "claims" in r for r in reasons), reasons
 
     alice_fr = hub.login("alice", language="fr")

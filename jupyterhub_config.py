@@ -75,7 +75,8 @@ c.JupyterHub.spawner_class = "project"
 c.ProjectSpawner.image = settings.singleuser_image
 c.ProjectSpawner.instance = settings.instance
 c.ProjectSpawner.catalogue_url = settings.catalogue_url
-c.ProjectSpawner.data_root = str(settings.data_root)
+# Workspaces mount their project's extracts (extracts/), never the datasets under data_root.
+c.ProjectSpawner.extracts_root = str(settings.extracts_root)
 c.ProjectSpawner.workspaces_root = str(settings.workspaces_root)
 c.ProjectSpawner.default_mem_limit = settings.mem_limit
 c.ProjectSpawner.default_cpu_limit = settings.cpu_limit
@@ -108,7 +109,7 @@ if settings.concurrent_starts:
 # pending) would refuse the 101st person in line with "too many users trying to log in".
 c.JupyterHub.concurrent_spawn_limit = 0
 
-# --- services: idle culler, catalogue reconciler, scrubber, pages ------------------------------------
+# --- services: idle culler, catalogue reconciler, scrubber, extraction, pages ------------------------------------
 c.JupyterHub.services = [
     # hub.service_runner ends the services it runs when the hub that started them is gone (a crash, say)
     {"name": "idle-culler", "command": [sys.executable, "-m", "hub.service_runner", "--",
@@ -123,6 +124,11 @@ c.JupyterHub.services = [
     # the reconciler stops the workspaces that mount a suspended version).
     {"name": "scrubber", "command": [sys.executable, "-m", "hub.service_runner", "--",
                                      sys.executable, "-m", "hub.scrubber"],
+     "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
+    # Builds the projects' extracts (grants approved or changed, opt-outs), each in a process of its
+    # own; a start waits for its extracts and shows their progress.
+    {"name": "extraction", "command": [sys.executable, "-m", "hub.service_runner", "--",
+                                       sys.executable, "-m", "hub.extraction"],
      "environment": {k: v for k, v in os.environ.items() if k.startswith("TRE_")}},
     # The catalogue pages for people (/services/catalogue/); part of the platform, so signing in to
     # them asks no confirmation.

@@ -1,7 +1,8 @@
 """THE access module: every "who may see what" question is answered here, and only here.
 
 - ``workspace_access``: may this person start this project's workspace today, and with which
-  dataset versions? (the spawner, the reconciler, the catalogue pages)
+  dataset versions, each as the project's own extract (the spawner, the reconciler, the catalogue
+  pages): a workspace mounts extracts, never datasets;
 - ``projects_of``: the projects a person is a member of, for the home page and the pages;
 - ``member_projects``: the projects a person may act for today (submit exports): a current member
   of a project in force (status and dates);
@@ -24,8 +25,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from datasets.models import (STARTABLE_STATUSES, DatasetVersion, Grant, Membership, MembershipRecord, Person, Project,
-                             VersionStatus)
+from datasets.grant_spec import GrantSpec, whole_dataset
+from datasets.models import (STARTABLE_STATUSES, DatasetVersion, Extract, ExtractStatus, Grant, Membership,
+                             MembershipRecord, Person, Project, VersionStatus, version_key)
 from datasets.versions import steward_contacts
 
 
@@ -50,6 +52,7 @@ class Refusal(enum.StrEnum):
     NOT_ACCREDITED = "not_accredited"  # datasets/accreditation.py
     ACCREDITATION_EXPIRED = "accreditation_expired"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    EXTRACT_FAILED = "extract_failed"
 
 
 class AccessRefused(Exception):
@@ -60,14 +63,28 @@ class AccessRefused(Exception):
 
 
 @dataclass(frozen=True)
+class ProjectExtract:
+    """The project's extract of one granted dataset version, for the grant's current spec: what a
+    workspace mounts at ``/data/<dataset>``. Ready (a path), or still being prepared (a progress)."""
+
+    id: int | None
+    ready: bool
+    path: PurePosixPath | None = None  # relative to the extracts root: <project>/<dataset>@<version>
+    root_hash: str = ""
+    progress: int = 0  # 0..100 while it is being prepared
+
+
+@dataclass(frozen=True)
 class GrantedDataset:
     slug: str
     version: str
-    storage_path: PurePosixPath  # relative to the data root
+    storage_path: PurePosixPath  # of the dataset version, relative to the data root; never mounted
     ends_on: dt.date
     root_hash: str = ""
-    # the version's manifest rows [path, size, sha256, inode, mtime_ns], compared before a mount
+    # the version's manifest rows [path, size, sha256, inode, mtime_ns]
     files: tuple[tuple, ...] = ()
+    grant_id: int | None = None
+    extract: ProjectExtract | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,19 @@ class WorkspaceAccess:
     home_quota: str | None = None
     tmp_quota: str | None = None
     stewards: str = "the data stewards"  # whom a refusal tells to act
+
+    @property
+    def preparing(self) -> tuple[GrantedDataset, ...]:
+        """The datasets whose extract is not ready yet: a start waits for them."""
+        return tuple(d for d in self.datasets if d.extract is None or not d.extract.ready)
+
+    @property
+    def preparing_progress(self) -> int:
+        """How far the preparation of the whole start is, in per cent (ready extracts count 100)."""
+        if not self.datasets:
+            return 100
+        return sum(100 if d.extract and d.extract.ready else (d.extract.progress if d.extract else 0)
+                   for d in self.datasets) // len(self.datasets)
 
 
 @dataclass(frozen=True)
@@ -152,7 +182,8 @@ def workspace_access(session: Session, username: str, project_slug: str, today: 
                                 stewards=stewards)
         granted.append(GrantedDataset(
             slug=g.dataset_slug, version=g.dataset_version, storage_path=PurePosixPath(version.storage_path),
-            ends_on=g.ends_on, root_hash=version.root_hash, files=tuple(tuple(row) for row in version.files)))
+            ends_on=g.ends_on, root_hash=version.root_hash, files=tuple(tuple(row) for row in version.files),
+            grant_id=g.id, extract=project_extract(session, g, version, stewards)))
     granted = tuple(granted)
     if not granted:
         raise _no_grant_today(project, today)
@@ -168,6 +199,32 @@ def workspace_access(session: Session, username: str, project_slug: str, today: 
         tmp_quota=project.tmp_quota,
         stewards=stewards,
     )
+
+
+def grant_spec_of(grant: Grant, version: DatasetVersion) -> GrantSpec:
+    """What the grant gives: its spec, or the whole dataset version for a grant that names none."""
+    return GrantSpec.from_json(grant.spec) if grant.spec is not None else whole_dataset(version.tables)
+
+
+def project_extract(session: Session, grant: Grant, version: DatasetVersion, stewards: str) -> ProjectExtract | None:
+    """The project's extract for the grant's current spec: the newest ready one (a rebuild under way
+    keeps it in use until it is replaced), else the one being prepared, else None (none asked for
+    yet). Raises ``AccessRefused(EXTRACT_FAILED)`` when the newest build for the spec failed."""
+    rows = session.scalars(select(Extract).where(
+        Extract.project_id == grant.project_slug,
+        Extract.dataset_version_id == version_key(grant.dataset_slug, grant.dataset_version),
+        Extract.spec_digest == grant_spec_of(grant, version).digest()).order_by(Extract.id.desc())).all()
+    ready = next((e for e in rows if e.status is ExtractStatus.READY and e.path), None)
+    if ready is not None:
+        return ProjectExtract(id=ready.id, ready=True, path=PurePosixPath(ready.path), root_hash=ready.root_hash or "",
+                              progress=100)
+    newest = rows[0] if rows else None
+    if newest is None or newest.status is ExtractStatus.SUPERSEDED:
+        return None
+    if newest.status is ExtractStatus.FAILED:
+        raise AccessRefused(Refusal.EXTRACT_FAILED, dataset=grant.dataset_slug, project=grant.project_slug,
+                            problem=(newest.error or "no reason recorded").strip()[:300], stewards=stewards)
+    return ProjectExtract(id=newest.id, ready=False, progress=max(0, min(100, newest.progress or 0)))
 
 
 def projects_of(session: Session, username: str, today: dt.date) -> list[ProjectSummary]:

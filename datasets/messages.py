@@ -48,6 +48,10 @@ REFUSALS: dict[Refusal, str] = {
     Refusal.GRANTS_NOT_STARTED: (
         "The datasets of project {project} are granted from {date}; its workspaces can start from that day."
     ),
+    Refusal.EXTRACT_FAILED: (
+        "The extract of dataset {dataset} for project {project} could not be built ({problem}), so the "
+        "workspace does not start. Ask a data steward ({stewards}) to look into it and build it again."
+    ),
     Refusal.NO_IMAGE: (
         "No analysis image is registered for project {project}, so its workspace cannot start. An admin "
         "must run `tre images build {image}` (or `tre images register {image}`)."

@@ -3,8 +3,9 @@
 At start-up (after a hub crash, say) and then every ``--interval`` seconds it:
 
 1. asks the hub for every running or starting project server and stops, through the hub's API,
-   each one the catalogue no longer allows (project suspended or ended, member removed) or that
-   mounts a dataset whose grant has ended, so that access ends within a minute of the decision;
+   each one the catalogue no longer allows (project suspended or ended, member removed), that
+   mounts a dataset whose grant has ended, or an extract since replaced (the grant changed, people
+   opted out), so that access ends within a minute of the decision;
 2. removes workspace containers of this installation that the hub no longer knows (left behind
    by a crash), by their labels; on a Docker Swarm manager, workspace services too (their tasks
    run on other nodes, out of sight of the manager's container list).
@@ -99,11 +100,13 @@ def reconcile_once(hub: Hub, client: docker.DockerClient, settings: TRESettings)
     today = dt.date.today()
     stopped = []
     labels = tre_labels.workspaces_filter(settings.instance)
-    mounted = {(w.labels.get(tre_labels.USER), w.labels.get(tre_labels.PROJECT)): set(filter(None, w.labels.get(tre_labels.DATASETS, "").split(",")))
+    mounted = {(w.labels.get(tre_labels.USER), w.labels.get(tre_labels.PROJECT)): Mounted(
+                   set(filter(None, w.labels.get(tre_labels.DATASETS, "").split(","))),
+                   tre_labels.parse_extracts(w.labels.get(tre_labels.EXTRACTS)))
                for w in workspaces(client, labels)}
     for user, project in sorted(hub.running_servers()):
         try:
-            reason = _why_stop(settings, user, project, mounted.get((user, project), set()), today)
+            reason = _why_stop(settings, user, project, mounted.get((user, project), Mounted(set(), {})), today)
             if reason is None:
                 continue
             log.warning("Stopping %s/%s: %s", user, project, reason)
@@ -146,16 +149,30 @@ def workspaces(client: docker.DockerClient, labels: list[str], *, stopped_too: b
     return found
 
 
-def _why_stop(settings: TRESettings, user: str, project: str, mounted: set[str], today: dt.date) -> str | None:
+@dataclass(frozen=True)
+class Mounted:
+    """What a running workspace mounts, from its labels: dataset slugs, and extract id of each."""
+    datasets: set[str]
+    extracts: dict[str, int]
+
+
+def _why_stop(settings: TRESettings, user: str, project: str, mounted: Mounted, today: dt.date) -> str | None:
     """Why the catalogue no longer allows this running workspace, or None if it does."""
     try:
         with session_scope(settings.catalogue_url) as session:
-            allowed = {d.slug for d in workspace_access(session, user, project, today).datasets}
+            granted = workspace_access(session, user, project, today).datasets
     except AccessRefused as refusal:
         return refusal.reason.value
+    allowed = {d.slug for d in granted}
     # a grant that ended while the workspace ran: stop it; the next start mounts the rest
-    ended = mounted - allowed
-    return f"grant_ended:{','.join(sorted(ended))}" if ended else None
+    ended = mounted.datasets - allowed
+    if ended:
+        return f"grant_ended:{','.join(sorted(ended))}"
+    # an extract replaced (the grant changed, opt-outs left people out): what the workspace holds is
+    # no longer what the project may see; the next start mounts the new one (or waits for it)
+    current = {d.slug: d.extract.id if d.extract is not None and d.extract.ready else None for d in granted}
+    replaced = sorted(slug for slug, extract_id in mounted.extracts.items() if current.get(slug) != extract_id)
+    return f"extract_replaced:{','.join(replaced)}" if replaced else None
 
 
 CHECKERS_GROUP = "output-checkers"

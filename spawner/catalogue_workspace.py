@@ -1,6 +1,7 @@
 """What every TRE spawner does whatever engine runs the workspace: ask the catalogue who may see
-what, refuse with a message in the person's language, verify the datasets, prepare the folders,
-make the plan, and write each act to the audit log.
+what, refuse with a message in the person's language, wait (off the event loop) while the
+project's extracts are prepared, verify them, prepare the folders, make the plan, and write each
+act to the audit log.
 
 ``CatalogueWorkspace`` is a mixin for DockerSpawner subclasses (``ProjectSpawner`` on one host,
 ``ProjectSwarmSpawner`` on a swarm): it uses only what DockerSpawner gives both (``client``,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
@@ -26,11 +28,12 @@ from datasets.access import AccessRefused, Refusal, WorkspaceAccess, workspace_a
 from datasets.audit import AuditAction
 from datasets.accreditation import require_accredited
 from datasets.images import WorkspaceImage, workspace_image
-from datasets.integrity import DatasetIntegrityError, verify_dataset_folder
+from datasets.integrity import DatasetIntegrityError
+from datasets.manifest import TreeChanged, verify_tree
 from datasets.messages import explain
 from datasets.quotas import StorageQuotas, size_bytes
 from spawner import docker_adapter, storage
-from spawner.plan import WorkspacePlan, dataset_source, make_workspace_plan, package_index_env
+from spawner.plan import WorkspacePlan, extract_source, make_workspace_plan, package_index_env
 from tre_core.db import session_scope
 from tre_core.i18n import negotiate, translate
 
@@ -59,6 +62,11 @@ CATALOGUE_UNREACHABLE = (
 IMAGE_CHOSEN_BY_CATALOGUE = (
     "The image of a workspace is the one pinned for its project; it cannot be chosen at start."
 )
+DATA_BEING_PREPARED = "Your data is being prepared: {progress} %"
+DATA_STILL_BEING_PREPARED = (
+    "Your data is still being prepared ({progress} %), so the workspace did not start. Start it again "
+    "in a few minutes; if it is not ready within the hour, tell a data steward ({stewards})."
+)
 
 
 class CatalogueWorkspace(LoggingConfigurable):
@@ -67,7 +75,13 @@ class CatalogueWorkspace(LoggingConfigurable):
     spawner's own config section (``c.ProjectSpawner.catalogue_url``)."""
 
     catalogue_url = Unicode(help="SQLAlchemy URL of the TRE catalogue.").tag(config=True)
-    data_root = Unicode(help="Host folder holding the datasets, one folder each.").tag(config=True)
+    extracts_root = Unicode(help="Host folder of the projects' extracts, <project>/<dataset>@<version>; the only "
+                                 "data a workspace mounts.").tag(config=True)
+    extract_poll_seconds = Float(2.0, help="Seconds between two looks at an extract being prepared while a "
+                                           "start waits for it.").tag(config=True)
+    extract_wait_timeout = Float(
+        1500, help="Most seconds a start waits for its extracts to be prepared before it is refused with "
+                   "their progress (keep it below the hub's start_timeout).").tag(config=True)
     workspaces_root = Unicode(help="Host folder of project workspaces and homes.").tag(config=True)
     instance = Unicode("demo", help="Installation name, carried by every Docker object's labels.").tag(
         config=True
@@ -100,6 +114,8 @@ class CatalogueWorkspace(LoggingConfigurable):
     plan: WorkspacePlan | None = None
     # seconds a refused start's server stays known after the refusal, for the spawn page to say why
     forget_refused_after: ClassVar[float] = 5.0
+    # While a start waits for its extracts: how far their preparation is (per cent), for progress()
+    preparing_progress: int | None = None
     # One pool for the hub process, made by the first spawner that needs it, sized by its trait.
     _start_pool: ClassVar[ThreadPoolExecutor | None] = None
 
@@ -138,10 +154,72 @@ class CatalogueWorkspace(LoggingConfigurable):
             raise AccessRefused(Refusal.IMAGE_MISSING, project=self.name,
                                 image=f"{image.name}:{image.version}, {image.digest}")
 
-    def _verify_datasets(self, access: WorkspaceAccess) -> None:
+    def _verify_extracts(self, access: WorkspaceAccess) -> None:
+        """Each extract to mount is a plain folder below the extracts root that is still exactly
+        what its build recorded: its manifest (beside it, ``.manifest-<id>.json``, with the root
+        hash of its row) compared by path, size, inode and modification time, reading nothing else."""
+        root = Path(self.extracts_root).resolve()
         for dataset in access.datasets:
-            verify_dataset_folder(dataset.slug, Path(self.data_root),
-                                  dataset_source(Path(self.data_root), dataset.storage_path), dataset.files)
+            folder = extract_source(Path(self.extracts_root), access.project, dataset)
+            if folder.is_symlink() or not folder.resolve().is_relative_to(root):
+                raise DatasetIntegrityError(dataset.slug, f"its extract {folder} leads outside the extracts root")
+            record = folder.parent / f".manifest-{dataset.extract.id}.json"
+            try:
+                manifest = json.loads(record.read_text())
+                if manifest.get("root_hash") != dataset.extract.root_hash:
+                    raise DatasetIntegrityError(dataset.slug, f"the manifest of its extract ({record.name}) is not "
+                                                              "the one its build recorded")
+                verify_tree(folder, [list(row) for row in manifest["files"]])
+            except (OSError, ValueError, KeyError) as error:
+                raise DatasetIntegrityError(dataset.slug, f"its extract has no readable manifest ({error})") from None
+            except TreeChanged as changed:
+                raise DatasetIntegrityError(dataset.slug, f"its extract changed since it was built: {changed.problem}") from None
+
+    def _enqueue_missing_extracts(self, access: WorkspaceAccess) -> None:
+        """Ask for the extracts nobody asked for yet (a grant made before extracts existed, say):
+        the extraction service builds them; this start waits."""
+        from datasets.models import Grant
+        from extracts import jobs
+
+        missing = [d.grant_id for d in access.datasets if d.extract is None and d.grant_id is not None]
+        if not missing:
+            return
+        with session_scope(self.catalogue_url) as session:
+            for grant_id in missing:
+                jobs.enqueue_for_grant(session, session.get(Grant, grant_id))
+
+    async def wait_for_extracts(self, access: WorkspaceAccess) -> WorkspaceAccess:
+        """Return the access once every extract it needs is ready, reading the catalogue again in
+        the pool every ``extract_poll_seconds``; meanwhile ``preparing_progress`` tells the spawn
+        page how far they are. Past ``extract_wait_timeout`` the start is refused with the progress."""
+        if not access.preparing:
+            return access
+        deadline = asyncio.get_running_loop().time() + self.extract_wait_timeout
+        self.log.info("Workspace %s/%s: waiting for the extracts of %s", self.user.name, self.name,
+                      ", ".join(d.slug for d in access.preparing))
+        try:
+            while access.preparing:
+                self.preparing_progress = access.preparing_progress
+                await self._in_pool(self._enqueue_missing_extracts, access)
+                if asyncio.get_running_loop().time() > deadline:
+                    await self.audit(AuditAction.WORKSPACE_REFUSED, reason="extract_not_ready",
+                                     progress=access.preparing_progress)
+                    raise WorkspaceRefused(translate(self.language, DATA_STILL_BEING_PREPARED,
+                                                     progress=access.preparing_progress, stewards=access.stewards))
+                await asyncio.sleep(self.extract_poll_seconds)
+                try:
+                    access, _ = await self._in_pool(self._workspace_access)
+                except AccessRefused as refusal:
+                    raise await self.refuse(refusal) from None
+        finally:
+            self.preparing_progress = None
+        return access
+
+    def preparing_message(self, language: str) -> str | None:
+        """The spawn page's line while the extracts are prepared, or None when nothing is."""
+        if self.preparing_progress is None:
+            return None
+        return translate(language, DATA_BEING_PREPARED, progress=self.preparing_progress)
 
     async def _in_pool(self, function, *args):
         return await asyncio.wrap_future(self.executor.submit(function, *args))
@@ -213,11 +291,12 @@ class CatalogueWorkspace(LoggingConfigurable):
             self.log.error("Start of %s/%s refused: the catalogue is unreachable: %s", self.user.name, self.name,
                            unreachable.orig or unreachable)
             raise CatalogueUnavailable(translate(self.language, CATALOGUE_UNREACHABLE)) from None
+        access = await self.wait_for_extracts(access)
         plan = make_workspace_plan(
             access,
             instance=self.instance,
             image=image.digest,
-            data_root=Path(self.data_root),
+            extracts_root=Path(self.extracts_root),
             workspaces_root=Path(self.workspaces_root),
             default_mem_limit=self.default_mem_limit,
             default_cpu_limit=self.default_cpu_limit,
@@ -228,7 +307,7 @@ class CatalogueWorkspace(LoggingConfigurable):
                 size_bytes(self.project_quota), size_bytes(self.home_quota), size_bytes(self.tmp_quota))),
         )
         try:
-            await self._in_pool(self._verify_datasets, access)
+            await self._in_pool(self._verify_extracts, access)
         except DatasetIntegrityError as error:
             refusal = AccessRefused(Refusal.DATASET_INTEGRITY, dataset=error.dataset, problem=error.problem,
                                     stewards=access.stewards)
@@ -262,6 +341,8 @@ class CatalogueWorkspace(LoggingConfigurable):
             mounts=[{"source": str(m.source), "target": str(m.target), "read_only": m.read_only}
                     for m in plan.mounts],
             datasets={d.slug: d.version for d in access.datasets},
+            extracts={d.slug: {"id": d.extract.id, "root_hash": d.extract.root_hash}
+                      for d in access.datasets if d.extract is not None},
             **where,
         )
 

@@ -10,16 +10,21 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from datasets.access import WorkspaceAccess
+from datasets.access import GrantedDataset, WorkspaceAccess
 from datasets.quotas import StorageQuotas, home_folder, shared_folder, storage_folder
-from tre_core.labels import bridge_name, bridge_prefix, object_labels  # noqa: F401 - bridge_prefix is this module's too
+from tre_core.labels import bridge_name, bridge_prefix, extracts_value, object_labels  # noqa: F401 - bridge_prefix is this module's too
 
 WORKSPACE_UID = 1000
 WORKSPACE_GID = 100
 
 
 class UnsafeStoragePath(ValueError):
-    """A dataset's storage path that would mount something outside the data root."""
+    """A mount source that is not one of the project's own extracts: a raw dataset, another
+    project's extract, a folder outside the extracts root or one still being built."""
+
+
+class ExtractNotReady(ValueError):
+    """A plan asked for while an extract is still being prepared: the spawner waits first."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,18 @@ def project_network(instance: str, project: str) -> NetworkPlan:
     )
 
 
-def dataset_source(data_root: Path, storage_path: PurePosixPath) -> Path:
-    if storage_path.is_absolute() or ".." in storage_path.parts or not storage_path.parts:
-        raise UnsafeStoragePath(f"dataset storage path {storage_path} is not inside the data root")
-    return data_root.joinpath(*storage_path.parts)
+def extract_source(extracts_root: Path, project: str, dataset: GrantedDataset) -> Path:
+    """The host folder of ``project``'s ready extract of ``dataset``, and nothing else:
+    ``<extracts root>/<project>/<dataset>@<version>``. A path naming anything other (a raw dataset,
+    another project's extract, a ``.building-`` folder, a way out with ``..``) is refused."""
+    extract = dataset.extract
+    if extract is None or not extract.ready or extract.path is None:
+        raise ExtractNotReady(f"the extract of {dataset.slug} {dataset.version} for {project} is not ready")
+    path = extract.path
+    expected = f"{project}/{dataset.slug}@{dataset.version}"
+    if path.is_absolute() or ".." in path.parts or str(path) != expected:
+        raise UnsafeStoragePath(f"extract path {path} of {dataset.slug} is not {expected} below the extracts root")
+    return extracts_root.joinpath(*path.parts)
 
 
 def container_name(instance: str, project: str, username: str) -> str:
@@ -124,7 +137,7 @@ def make_workspace_plan(
     *,
     instance: str,
     image: str,
-    data_root: Path,
+    extracts_root: Path,
     workspaces_root: Path,
     default_mem_limit: str,
     default_cpu_limit: float,
@@ -138,7 +151,8 @@ def make_workspace_plan(
     ``image`` is the digest (image id) the catalogue pins for the project, never a name a request
     chose: the container runs exactly that.
 
-    Only the project's datasets in force are mounted, each read-only under ``/data/<slug>``;
+    Only the project's extracts of its datasets in force are mounted, each read-only under
+    ``/data/<slug>``; no dataset itself is ever mounted (``extract_source``);
     ``/project`` is shared read-write by the project's members; the home is per user and project.
     With ``quotas``, each is a filesystem of its quota's size and ``/tmp`` a tmpfs of its own.
     """
@@ -153,16 +167,20 @@ def make_workspace_plan(
         hardening = Hardening(pids_limit=pids_limit, tmpfs=(("/tmp", f"rw,nosuid,nodev,size={quotas.tmp}"),))
     home = PurePosixPath("/home") / access.username
     mounts = tuple(
-        Mount(dataset_source(data_root, d.storage_path), PurePosixPath("/data") / d.slug, read_only=True)
+        Mount(extract_source(extracts_root, access.project, d), PurePosixPath("/data") / d.slug, read_only=True)
         for d in access.datasets
     ) + (
         Mount(shared_source, PurePosixPath("/project"), read_only=False),
         Mount(home_source, home, read_only=False),
     )
-    # The datasets it mounts, so the reconciler sees a grant end without asking the container.
-    # and the image it runs, so `tre images show` finds the servers still on a retired image.
+    # The datasets it mounts and which extract of each, so the reconciler sees a grant end or an
+    # extract replaced without asking the container, and the image it runs, so `tre images show`
+    # finds the servers still on a retired image.
     labels = object_labels(instance, "workspace", project=access.project, user=access.username,
-                           datasets=",".join(d.slug for d in access.datasets), **{"image-digest": image})
+                           datasets=",".join(d.slug for d in access.datasets),
+                           extracts=extracts_value({d.slug: d.extract.id for d in access.datasets
+                                                    if d.extract is not None and d.extract.id is not None}),
+                           **{"image-digest": image})
     return WorkspacePlan(
         username=access.username,
         project=access.project,

@@ -168,10 +168,11 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
         return address
 
     async def progress(self):
-        """The spawn page's messages: the place in the start queue while waiting (each time it
-        changes), then that the workspace is starting, in the language of the person who asked."""
+        """The spawn page's messages: how far the project's extracts are while they are prepared,
+        the place in the start queue while waiting (each time either changes), then that the
+        workspace is starting, in the language of the person who asked."""
         queue = self.start_queue()
-        shown = None
+        shown = preparing_shown = None
         while True:
             ticket = self._start_ticket
             state = ticket.state if ticket else TicketState.NEW
@@ -180,6 +181,10 @@ class ProjectSpawner(CatalogueWorkspace, DockerSpawner):
                 return
             if state is TicketState.LEFT:
                 return
+            preparing = self.preparing_message(self._start_language)
+            if preparing is not None and preparing != preparing_shown:
+                preparing_shown = preparing
+                yield {"progress": max(1, (self.preparing_progress or 0) * 40 // 100), "message": preparing}
             place = queue.place(ticket) if ticket else None
             if place is not None and place != shown:
                 shown = place

@@ -64,8 +64,23 @@ class ProjectSwarmSpawner(CatalogueWorkspace, SwarmSpawner):
     _network_locks: dict[str, asyncio.Lock] = {}
     _starting: dict[str, int] = {}
 
+    _start_language: str = "en"
+
+    async def progress(self):
+        """The spawn page's line while the project's extracts are prepared, each time it changes;
+        the hub ends this when the start ends."""
+        shown = None
+        while True:
+            message = self.preparing_message(self._start_language)
+            if message is not None and message != shown:
+                shown = message
+                yield {"progress": max(1, (self.preparing_progress or 0) * 40 // 100), "message": message}
+            await asyncio.sleep(1)
+
     async def start(self):
         began = time.perf_counter()
+        # the progress stream is another request: remember the language of the one that started us
+        self._start_language = self.language
         access, image, plan = await self.planned_workspace()
         try:  # before any network is made: a dataset the swarm cannot place is a refusal, in words
             swarm_adapter.dataset_constraints(plan, self.site)

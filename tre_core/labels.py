@@ -17,6 +17,7 @@ COMPONENT = PREFIX + "component"
 USER = PREFIX + "user"
 PROJECT = PREFIX + "project"
 DATASETS = PREFIX + "datasets"
+EXTRACTS = PREFIX + "extracts"  # "slug:extract id,..." of what a workspace mounts at /data
 IMAGE = PREFIX + "image"  # the images/ folder an image was built from
 IMAGE_DIGEST = PREFIX + "image-digest"
 BASE = PREFIX + "base"  # the image id an image was built FROM
@@ -32,6 +33,21 @@ def object_labels(instance: str, component: str, **extra: str) -> dict[str, str]
 
 def is_managed(labels: dict[str, str] | None) -> bool:
     return (labels or {}).get(MANAGED) == "true"
+
+
+def extracts_value(extracts: dict[str, int]) -> str:
+    """The ``tre.extracts`` label of a workspace mounting these extracts (dataset slug -> id)."""
+    return ",".join(f"{slug}:{extract_id}" for slug, extract_id in sorted(extracts.items()))
+
+
+def parse_extracts(value: str | None) -> dict[str, int]:
+    """The ``tre.extracts`` label read back: dataset slug -> extract id."""
+    found = {}
+    for part in filter(None, (value or "").split(",")):
+        slug, _, extract_id = part.partition(":")
+        if extract_id.isdigit():
+            found[slug] = int(extract_id)
+    return found
 
 
 def workspaces_filter(instance: str) -> list[str]:

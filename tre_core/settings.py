@@ -107,6 +107,10 @@ class TRESettings(BaseSettings):
         "over by another run (its process died).")
     # Test-only: seconds to pause after each partition, so a test can kill a build in the middle.
     extract_test_slow_partition: float = 0.0
+    extraction_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between the extraction service's passes (hub/extraction.py): "
+        "extracts to queue for new or changed grants and opt-outs, builds to start.")
+    extraction_workers: int = Field(default=1, ge=1, description="Extracts built at once, each in a process of its own.")
     proxy_command: str = str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
     # --- sign-on through an OpenID Connect provider (hub/auth/oidc_login.py); none: the demo login
     oidc_issuer: str | None = Field(

@@ -66,6 +66,10 @@ DEFAULTS = {
     "memory_cap": 4 * 2**30,         # the hog stops by itself here
     "fork_cap": 2000,                # the fork bomb stops by itself here
     "fork_hold_seconds": 3,          # and holds its processes this long once fork fails
+    "extract_key_fingerprints": [],  # [[size, sha256 hex]] of each project's extract key (host: secrets/extracts)
+    "extract_key_paths": [],         # where those keys are on the host
+    "planted_key_fingerprint": [],   # [size, sha256] of a key-like file the test planted in /project (control)
+    "project": "",                   # the workspace's project: /data holds its extracts only
     "skip": [],                      # attack ids not to run (for quick manual runs)
 }
 
@@ -366,10 +370,84 @@ def data_ungranted_dataset_visible(a):
     ungranted = [d for d in a["all_datasets"] if d not in granted]
     present = [d for d in ungranted if os.path.exists(f"/data/{d}")]
     mounted = [m["target"] for m in mountinfo()
-               if any(m["root"].rstrip("/").endswith("/" + d) or m["target"].endswith("/" + d) for d in ungranted)]
+               if any(m["root"].rstrip("/").endswith("/" + d) or f"/{d}@" in m["root"] or m["target"].endswith("/" + d)
+                      for d in ungranted)]
     extra = [entry for entry in listed if entry not in granted]
     blocked = not extra and not present and not mounted and listed == granted
     return blocked, f"/data lists {listed} (granted {granted}); ungranted present={present} mounted={mounted}"
+
+
+def data_is_the_projects_extracts(a):
+    """Every /data mount is one of this project's extracts (<extracts root>/<project>/<dataset>@<version>),
+    never a dataset's own folder nor another project's extract."""
+    mounts = [m for m in mountinfo() if m["target"].startswith("/data/")]
+    wrong = [f"{m['target']} <- {m['root']}" for m in mounts
+             if f"/extracts/{a['project']}/{m['target'].rsplit('/', 1)[-1]}@" not in m["root"]]
+    blocked = bool(mounts) and not wrong
+    return blocked, (f"{len(mounts)} /data mounts: " + "; ".join(f"{m['target']} <- {m['root']}" for m in mounts)
+                     + (f"; NOT the project's extracts: {wrong}" if wrong else ""))
+
+
+KEY_WALK_ROOTS = ("/data", "/project", "/home", "/tmp", "/var/tmp", "/etc", "/root", "/run", "/srv", "/mnt",
+                  "/media", "/opt/tre", "/usr/local")
+
+
+def files_with_fingerprints(wanted: list, budget: int = 200_000) -> tuple[list[str], int]:
+    """Files anywhere a workspace may read (the usual folders and every mount but the system ones)
+    whose size and sha256 are one of ``wanted`` ([[size, sha256 hex]])."""
+    import hashlib
+
+    sizes = {int(size): set() for size, _ in wanted}
+    for size, digest in wanted:
+        sizes[int(size)].add(digest)
+    roots = set(KEY_WALK_ROOTS) | {m["target"] for m in mountinfo()
+                                   if m["target"] != "/" and not m["target"].startswith(("/proc", "/sys", "/dev"))}
+    found, walked = [], 0
+    for root in sorted(roots):
+        for folder, dirs, files in os.walk(root, onerror=lambda e: None):
+            walked += len(dirs) + len(files)
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    info = os.stat(path, follow_symlinks=False)
+                    if not stat.S_ISREG(info.st_mode) or info.st_size not in sizes:
+                        continue
+                    with open(path, "rb") as stream:
+                        if hashlib.sha256(stream.read()).hexdigest() in sizes[info.st_size]:
+                            found.append(path)
+                except OSError:
+                    continue
+            if walked > budget:
+                return sorted(set(found)), walked
+    return sorted(set(found)), walked
+
+
+def control_key_walk_finds_a_planted_copy(a):
+    """The walk below finds a key-like file by its fingerprint where one is: the one the test
+    planted in this project's folder."""
+    found, walked = files_with_fingerprints([a["planted_key_fingerprint"]])
+    return not found, f"planted copy found at {found or 'nowhere'} ({walked} entries walked)"
+
+
+def extract_key_readable(a):
+    """No project's extract key (the secret behind its pseudonyms) is in reach: no file holding one,
+    no mount of the secrets folder, and the host paths open nothing."""
+    found, walked = files_with_fingerprints(a["extract_key_fingerprints"])
+    mounted = [f"{m['target']} <- {m['root']}" for m in mountinfo() if "/secrets" in m["root"]]
+    opened = []
+    for path in a["extract_key_paths"] + [os.path.dirname(p) for p in a["extract_key_paths"][:1]]:
+        try:
+            if os.path.isdir(path):
+                opened.append(f"{path}: lists {os.listdir(path)}")
+            else:
+                with open(path, "rb") as stream:
+                    opened.append(f"{path}: read {len(stream.read())} bytes")
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EACCES, errno.EPERM):
+                opened.append(f"{path}: {exc}")
+    blocked = not found and not mounted and not opened and bool(a["extract_key_fingerprints"])
+    return blocked, (f"{len(a['extract_key_fingerprints'])} keys looked for: files holding one: {found or 'none'} "
+                     f"({walked} entries walked); secrets mounts: {mounted or 'none'}; host paths: {opened or 'nothing opens'}")
 
 
 def other_project_files_visible(a):
@@ -1039,6 +1117,12 @@ ATTACKS = [
     ("data-delete-file", data_delete_file, "nothing under /data can be deleted or renamed"),
     ("data-ungranted-dataset-visible", data_ungranted_dataset_visible,
      "/data holds exactly the granted datasets; an ungranted one is neither listed nor mounted"),
+    ("data-is-the-projects-extracts", data_is_the_projects_extracts,
+     "every /data mount is this project's own extract, never a dataset's folder or another project's extract"),
+    ("control-key-walk-finds-a-planted-copy", control_key_walk_finds_a_planted_copy,
+     "the key search finds a key-like file where the test planted one (so 'not found' means not there)"),
+    ("extract-key-readable", extract_key_readable,
+     "no project's extract key (the secret behind its pseudonyms) is readable or mounted in the workspace"),
     ("other-project-files-visible", other_project_files_visible,
      "another project's shared folder is nowhere in this workspace"),
     ("route-out", route_out, "no default route and no route beyond the project's subnet"),

@@ -20,6 +20,7 @@ Set TRE_ATTACK_REPORT=<file> to keep the suite's raw results as JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -221,6 +222,18 @@ def run(hub, canaries):
 
         with session_scope(TRESettings(home=hub.home).catalogue_url) as session:
             all_datasets = sorted(d.slug for d in session.query(Dataset))
+        # the projects' extract keys (made by the builds the starts waited for), and, as the
+        # control of the search for them, a key-like file planted in alice's own project folder
+        keys = sorted((hub.home / "secrets" / "extracts").glob("*.key"))
+        assert {k.stem for k in keys} >= {"cardio-risk", "diabetes-outcomes"}, keys
+        planted = f"tre-attack-planted-{secrets.token_hex(6)}.key"
+        planted_text = secrets.token_hex(32) + "\n"
+        result = alice_container.exec_run(["sh", "-c", f"printf '%s' '{planted_text.strip()}' > /project/{planted}; "
+                                                       f"echo >> /project/{planted}"], user="1000:100")
+        assert result.exit_code == 0, result.output
+        alice_project = next(m["Source"] for m in alice_container.attrs["Mounts"] if m["Destination"] == "/project")
+        left_behind.append(Path(alice_project) / planted)
+        assert left_behind[-1].read_text() == planted_text
         # bob's project asks the package index for something; alice's workspace must not see it
         other_package = f"tre-bob-only-{secrets.token_hex(3)}"
         hub.tre("packages", "policy", "diabetes-outcomes", "any-approved-on-request", "--as", "admin")
@@ -256,6 +269,10 @@ def run(hub, canaries):
             "other_project_package": other_package,
             "pids_limit": int(hub.env.get("TRE_PIDS_LIMIT", 512)),
             "cpu_limit": float(hub.env.get("TRE_CPU_LIMIT", TRESettings(home=hub.home).cpu_limit)),
+            "project": "cardio-risk",
+            "extract_key_fingerprints": [[k.stat().st_size, hashlib.sha256(k.read_bytes()).hexdigest()] for k in keys],
+            "extract_key_paths": [str(k) for k in keys],
+            "planted_key_fingerprint": [len(planted_text), hashlib.sha256(planted_text.encode()).hexdigest()],
         }
 
         # the run, with the hub and bob's server watched all along

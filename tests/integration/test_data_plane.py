@@ -1,6 +1,7 @@
-"""The data plane in a real workspace: partitioned Parquet registered by manifest, mounted and
-queried with DuckDB and pandas; a start right after a hub restart reads no dataset file; the
-scrubber suspends a version changed in place and the workspaces that mount it stop."""
+"""The data plane in a real workspace: partitioned Parquet registered by manifest, extracted for
+the project (a manifest of its own) and mounted, queried with DuckDB and pandas; a start right
+after a hub restart reads no dataset file; the scrubber suspends a version changed in place and
+the workspaces that mount its extracts stop."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from datasets import audit
-from datasets.models import DatasetVersion, VersionStatus
+from datasets.models import DatasetVersion, Extract, ExtractStatus, VersionStatus
 from tests.integration.conftest import VENV_BIN, catalogue, running_hub, wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,11 @@ def test_a_partitioned_dataset_is_queried_with_duckdb_and_pandas(plane_hub):
     assert len(partitions) == 24 and rows == 10_000
     alice = hub.login("alice")
     container = hub.start(alice, "alice", "cardio-risk")
+    with catalogue(hub) as session:
+        extract = session.query(Extract).filter_by(project_id="cardio-risk", dataset_version_id="claims@2024.1",
+                                                   status=ExtractStatus.READY).one()
+        extract_root = extract.root_hash
+    assert extract_root != root  # the project's extract: a manifest of its own
     try:
         assert int(python_in(container, "import duckdb; print(duckdb.sql(\"select count(*) from "
                                         "'/data/claims/**/*.parquet'\").fetchall()[0][0])")) == rows
@@ -49,7 +55,8 @@ def test_a_partitioned_dataset_is_queried_with_duckdb_and_pandas(plane_hub):
                                    "print(len(pd.read_parquet('/data/claims/year=2023/month=06/part-0.parquet')))")
         assert 0 < int(one) < rows
         doc = python_in(container, "print(open('/data/claims/_DATASET.md').read())")
-        assert root in doc and "# claims 2024.1" in doc and "| atc_code | string |" in doc
+        assert extract_root in doc and "# claims 2024.1" in doc and "| atc_code | string |" in doc
+        assert "| person_id | int64 |" in doc and "patient_id" not in doc
         # JupyterLab opens at /project: the datasets are one click away, and a new project has a starter
         assert python_in(container, "import os; print(sorted(os.listdir('/project/data')))") == "['claims', 'hospital_stays']"
         result = container.exec_run(["jupyter", "nbconvert", "--to", "notebook", "--execute", "--stdout",

@@ -62,8 +62,14 @@ def test_wrong_password_is_refused(hub):
     assert "/hub/login" in reply.url and "Invalid username or password" in reply.text
 
 
-def test_workspace_holds_exactly_the_projects_datasets(alice_cardio):
+def test_workspace_holds_exactly_the_projects_datasets(hub, alice_cardio):
     assert run(alice_cardio, "ls", "/data")[1].split() == ["claims", "hospital_stays"]
+    # each the project's own extract, never the dataset's folder
+    sources = {m["Destination"]: m["Source"] for m in alice_cardio.attrs["Mounts"]}
+    assert {t: s for t, s in sources.items() if t.startswith("/data")} == {
+        "/data/claims": f"{hub.home}/extracts/cardio-risk/claims@2024.1",
+        "/data/hospital_stays": f"{hub.home}/extracts/cardio-risk/hospital_stays@2024.1"}
+    assert not any(s.startswith(f"{hub.home}/data") for s in sources.values())
 
 
 def test_datasets_read_with_pandas(hub, alice_cardio):

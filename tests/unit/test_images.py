@@ -219,14 +219,15 @@ def test_the_plan_runs_the_pinned_digest_and_labels_it(catalogue_url):
 
     from datasets.access import workspace_access
     from spawner.plan import make_workspace_plan
+    from tests.unit.extract_helpers import with_ready_extracts
 
     register(catalogue_url, number=1)
     register(catalogue_url, name="projects/example", number=2)
     pin(catalogue_url, "cardio-risk", "projects/example:1")
     with session_scope(catalogue_url) as session:
-        access = workspace_access(session, "alice", "cardio-risk", dt.date(2026, 11, 23))
+        access = with_ready_extracts(workspace_access(session, "alice", "cardio-risk", dt.date(2026, 11, 23)))
         image = registry.workspace_image(session, "cardio-risk")
-    plan = make_workspace_plan(access, instance="demo", image=image.digest, data_root=Path("/srv/data"),
+    plan = make_workspace_plan(access, instance="demo", image=image.digest, extracts_root=Path("/srv/extracts"),
                                workspaces_root=Path("/srv/ws"), default_mem_limit="2G", default_cpu_limit=1.0)
     assert plan.image == digest(2)
     # `tre images show` finds the servers of an image by this label

@@ -13,8 +13,9 @@ from datasets.access import WorkspaceAccess, workspace_access
 from tre_core.db import session_scope
 from spawner import kubernetes_adapter as k8s
 from spawner.plan import make_workspace_plan
+from tests.unit.extract_helpers import with_ready_extracts
 
-DATA = Path("/srv/tre/data")
+EXTRACTS = Path("/srv/tre/extracts")
 WORKSPACES = Path("/srv/tre/workspaces")
 SITE = k8s.KubernetesSite(
     namespace="tre", workspaces_claim="tre-workspaces",
@@ -22,14 +23,14 @@ SITE = k8s.KubernetesSite(
                     "beneficiaries": "tre-data-beneficiaries"},
 )
 ONE_CLAIM_SITE = k8s.KubernetesSite(namespace="tre", workspaces_claim="tre-workspaces",
-                                    datasets_claim="tre-datasets", data_root=PurePosixPath(DATA))
-OPTIONS = dict(instance="demo", image="tre/singleuser:latest", data_root=DATA, workspaces_root=WORKSPACES,
+                                    datasets_claim="tre-datasets", data_root=PurePosixPath(EXTRACTS))
+OPTIONS = dict(instance="demo", image="tre/singleuser:latest", extracts_root=EXTRACTS, workspaces_root=WORKSPACES,
                default_mem_limit="2G", default_cpu_limit=1.0)
 
 
 def plan_for(url, user, project):
     with session_scope(url) as session:
-        access = workspace_access(session, user, project, dt.date(2026, 11, 23))
+        access = with_ready_extracts(workspace_access(session, user, project, dt.date(2026, 11, 23)))
     return make_workspace_plan(access, **OPTIONS)
 
 
@@ -132,8 +133,8 @@ def test_one_dataset_claim_mounts_each_dataset_by_subpath(catalogue_url):
     pod = k8s.make_pod(plan_for(catalogue_url, "alice", "cardio-risk"), ONE_CLAIM_SITE)
     mounts = mounts_by_path(pod)
     assert {p: (m.name, m.sub_path, m.read_only) for p, m in mounts.items() if p.startswith("/data")} == {
-        "/data/claims": ("datasets", "claims", True),
-        "/data/hospital_stays": ("datasets", "hospital_stays", True),
+        "/data/claims": ("datasets", "cardio-risk/claims@2024.1", True),
+        "/data/hospital_stays": ("datasets", "cardio-risk/hospital_stays@2024.1", True),
     }
     datasets = volumes_by_name(pod)["datasets"].persistent_volume_claim
     assert (datasets.claim_name, datasets.read_only) == ("tre-datasets", True)

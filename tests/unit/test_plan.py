@@ -7,19 +7,20 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from datasets.access import GrantedDataset, WorkspaceAccess, workspace_access
+from datasets.access import GrantedDataset, ProjectExtract, WorkspaceAccess, workspace_access
 from tre_core.db import session_scope
 from spawner import docker_adapter
-from spawner.plan import UnsafeStoragePath, make_workspace_plan
+from spawner.plan import ExtractNotReady, UnsafeStoragePath, make_workspace_plan
+from tests.unit.extract_helpers import with_ready_extracts
 
-DATA = Path("/srv/tre/data")
+EXTRACTS = Path("/srv/tre/extracts")
 WORKSPACES = Path("/srv/tre/workspaces")
 
 
 def plan_for(url, user, project, **overrides):
     with session_scope(url) as session:
-        access = workspace_access(session, user, project, dt.date(2026, 11, 23))
-    options = dict(instance="demo", image="tre/singleuser:latest", data_root=DATA, workspaces_root=WORKSPACES,
+        access = with_ready_extracts(workspace_access(session, user, project, dt.date(2026, 11, 23)))
+    options = dict(instance="demo", image="tre/singleuser:latest", extracts_root=EXTRACTS, workspaces_root=WORKSPACES,
                    default_mem_limit="2G", default_cpu_limit=1.0)
     options.update(overrides)
     return make_workspace_plan(access, **options)
@@ -32,8 +33,8 @@ def mounts_of(plan):
 def test_cardio_risk_plan_for_alice(catalogue_url):
     plan = plan_for(catalogue_url, "alice", "cardio-risk")
     assert mounts_of(plan) == {
-        "/data/claims": ("/srv/tre/data/claims", "ro"),
-        "/data/hospital_stays": ("/srv/tre/data/hospital_stays", "ro"),
+        "/data/claims": ("/srv/tre/extracts/cardio-risk/claims@2024.1", "ro"),
+        "/data/hospital_stays": ("/srv/tre/extracts/cardio-risk/hospital_stays@2024.1", "ro"),
         "/project": ("/srv/tre/workspaces/cardio-risk/shared", "rw"),
         "/home/alice": ("/srv/tre/workspaces/cardio-risk/homes/alice", "rw"),
     }
@@ -54,8 +55,8 @@ def test_members_of_one_project_share_project_but_not_home(catalogue_url):
 def test_diabetes_outcomes_plan_for_bob(catalogue_url):
     plan = plan_for(catalogue_url, "bob", "diabetes-outcomes")
     assert {t: m for t, m in mounts_of(plan).items() if t.startswith("/data")} == {
-        "/data/beneficiaries": ("/srv/tre/data/beneficiaries", "ro"),
-        "/data/claims": ("/srv/tre/data/claims", "ro"),
+        "/data/beneficiaries": ("/srv/tre/extracts/diabetes-outcomes/beneficiaries@2024.1", "ro"),
+        "/data/claims": ("/srv/tre/extracts/diabetes-outcomes/claims@2024.1", "ro"),
     }
     assert mounts_of(plan)["/project"] == ("/srv/tre/workspaces/diabetes-outcomes/shared", "rw")
     assert plan.network.name == "tre-demo-diabetes-outcomes"
@@ -77,9 +78,10 @@ def test_every_dataset_mount_is_read_only_and_every_other_mount_writable(catalog
 
 def test_docker_volumes_carry_the_modes(catalogue_url):
     volumes = docker_adapter.volumes(plan_for(catalogue_url, "bob", "diabetes-outcomes"))
-    assert volumes["/srv/tre/data/beneficiaries"] == {"bind": "/data/beneficiaries", "mode": "ro"}
+    assert volumes["/srv/tre/extracts/diabetes-outcomes/beneficiaries@2024.1"] == {"bind": "/data/beneficiaries",
+                                                                                  "mode": "ro"}
     assert volumes["/srv/tre/workspaces/diabetes-outcomes/shared"] == {"bind": "/project", "mode": "rw"}
-    assert "/srv/tre/data/hospital_stays" not in volumes
+    assert not any("/srv/tre/data" in source or "hospital_stays" in source for source in volumes)
 
 
 def test_project_limits_override_defaults(catalogue_url):
@@ -93,15 +95,40 @@ def test_project_limits_override_defaults(catalogue_url):
     assert (plan.mem_limit, plan.cpu_limit) == ("8G", 2.0)
 
 
-@pytest.mark.parametrize("storage", ["/etc", "../other-store", "claims/../../etc"])
-def test_storage_paths_cannot_escape_the_data_root(storage):
+@pytest.mark.parametrize("path", [
+    "/etc", "../other-store", "cardio-risk/../../etc", "claims",  # outside the project's extracts, or a dataset
+    "diabetes-outcomes/claims@1",  # another project's extract of the same dataset
+    "cardio-risk/.building-7", "cardio-risk/claims@2",  # half built; another version
+    "cardio-risk/claims@1/..", "cardio-risk/claims@1/year=2022",
+])
+def test_only_the_projects_own_extract_of_each_dataset_is_mounted(path):
+    extract = ProjectExtract(id=7, ready=True, path=PurePosixPath(path))
     access = WorkspaceAccess(
         username="alice", project="cardio-risk", project_title="t", mem_limit=None, cpu_limit=None,
-        datasets=(GrantedDataset("claims", "1", PurePosixPath(storage), dt.date(2027, 1, 1)),),
+        datasets=(GrantedDataset("claims", "1", PurePosixPath("claims"), dt.date(2027, 1, 1), extract=extract),),
     )
     with pytest.raises(UnsafeStoragePath):
-        make_workspace_plan(access, instance="demo", image="i", data_root=DATA, workspaces_root=WORKSPACES,
+        make_workspace_plan(access, instance="demo", image="i", extracts_root=EXTRACTS, workspaces_root=WORKSPACES,
                             default_mem_limit="2G", default_cpu_limit=1.0)
+
+
+@pytest.mark.parametrize("extract", [None, ProjectExtract(id=7, ready=False, progress=40)])
+def test_no_plan_while_an_extract_is_being_prepared(extract):
+    access = WorkspaceAccess(
+        username="alice", project="cardio-risk", project_title="t", mem_limit=None, cpu_limit=None,
+        datasets=(GrantedDataset("claims", "1", PurePosixPath("claims"), dt.date(2027, 1, 1), extract=extract),),
+    )
+    assert access.preparing and access.preparing_progress == (extract.progress if extract else 0)
+    with pytest.raises(ExtractNotReady):
+        make_workspace_plan(access, instance="demo", image="i", extracts_root=EXTRACTS, workspaces_root=WORKSPACES,
+                            default_mem_limit="2G", default_cpu_limit=1.0)
+
+
+def test_the_workspace_labels_name_the_extracts_it_mounts(catalogue_url):
+    from tre_core.labels import parse_extracts
+
+    plan = plan_for(catalogue_url, "alice", "cardio-risk")
+    assert parse_extracts(plan.labels["tre.extracts"]) == {"claims": 1, "hospital_stays": 2}
 
 
 def test_ui_language_reaches_the_workspace(catalogue_url):

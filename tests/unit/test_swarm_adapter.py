@@ -4,29 +4,34 @@ runs the same rendering on a real two-node swarm)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 from pathlib import Path, PurePosixPath
 
 import pytest
 from docker.types import ContainerSpec, EndpointSpec, Placement, TaskTemplate
 
-from datasets.access import GrantedDataset, WorkspaceAccess
+from datasets.access import GrantedDataset, ProjectExtract, WorkspaceAccess
 from spawner import swarm_adapter as swarm
 from spawner.plan import make_workspace_plan, project_network
 
-DATA = Path("/srv/tre/data")
+EXTRACTS = Path("/srv/tre/extracts")
 WORKSPACES = Path("/srv/tre/workspaces")
 SITE = swarm.SwarmSite()
 
 
 def dataset(slug: str, version: str = "2024.1") -> GrantedDataset:
-    return GrantedDataset(slug=slug, version=version, storage_path=PurePosixPath(slug), ends_on=dt.date(2030, 1, 1))
+    return GrantedDataset(slug=slug, version=version, storage_path=PurePosixPath(slug), ends_on=dt.date(2030, 1, 1),
+                          extract=ProjectExtract(id=1, ready=True, path=PurePosixPath(f"{{project}}/{slug}@{version}")))
 
 
 def plan(*datasets: GrantedDataset, project: str = "cardio-risk", user: str = "alice", mem: str | None = None):
+    datasets = tuple(dataclasses.replace(d, extract=dataclasses.replace(
+        d.extract, path=PurePosixPath(str(d.extract.path).format(project=project)))) for d in datasets)
     access = WorkspaceAccess(username=user, project=project, project_title=project, datasets=datasets,
                              mem_limit=mem, cpu_limit=None)
-    return make_workspace_plan(access, instance="demo", image="sha256:" + "ab" * 32, data_root=DATA,
+    return make_workspace_plan(access, instance="demo", image="sha256:" + "ab" * 32, extracts_root=EXTRACTS,
                                workspaces_root=WORKSPACES, default_mem_limit="2G", default_cpu_limit=1.5,
                                pids_limit=256)
 
@@ -45,8 +50,8 @@ def request_body(workspace, site=SITE, nameserver="10.0.9.1") -> dict:
 def test_datasets_are_read_only_binds_and_project_and_home_read_write():
     mounts = {m["Target"]: m for m in request_body(CARDIO)["ContainerSpec"]["Mounts"]}
     assert {t: (m["Type"], m.get("Source"), m["ReadOnly"]) for t, m in mounts.items()} == {
-        "/data/claims": ("bind", "/srv/tre/data/claims", True),
-        "/data/hospital_stays": ("bind", "/srv/tre/data/hospital_stays", True),
+        "/data/claims": ("bind", "/srv/tre/extracts/cardio-risk/claims@2024.1", True),
+        "/data/hospital_stays": ("bind", "/srv/tre/extracts/cardio-risk/hospital_stays@2023.2", True),
         "/project": ("bind", "/srv/tre/workspaces/cardio-risk/shared", False),
         "/home/alice": ("bind", "/srv/tre/workspaces/cardio-risk/homes/alice", False),
         "/tmp": ("tmpfs", None, False),

@@ -357,14 +357,15 @@ def _failed(url: str, extract_id: int, problem: Exception) -> None:
                 "error": str(problem)[:500]})
 
 
-def build_pending(*, take_over: bool = True) -> tuple[list[int], dict[int, str]]:
-    """Queue what grants and opt-outs need, then build every pending extract, oldest first; one
-    failure (recorded on its row) does not stop the others. Returns (built, {failed: why})."""
+def build_pending(*, take_over: bool = True, retry_failed: bool = True) -> tuple[list[int], dict[int, str]]:
+    """Queue what grants and opt-outs need (failed builds again too, unless ``retry_failed`` is
+    false), then build every pending extract, oldest first; one failure (recorded on its row) does
+    not stop the others. Returns (built, {failed: why})."""
     from extracts import jobs
 
     url = TRESettings().catalogue_url
     with session_scope(url) as session:
-        jobs.enqueue_missing(session)
+        jobs.enqueue_missing(session, retry_failed=retry_failed)
         jobs.rebuild_for_optouts(session)
         ids = [e.id for e in jobs.pending(session)]
     built, failed = [], {}

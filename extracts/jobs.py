@@ -73,11 +73,25 @@ def _grants_in_force(session: Session, today: dt.date) -> list[Grant]:
     return [g for g in grants if (g.dataset_slug, g.dataset_version) in active]
 
 
-def enqueue_missing(session: Session, today: dt.date | None = None) -> list[Extract]:
-    """Queue an extract for every grant in force that has none queued, building or ready for its spec."""
+def _newest_failed(session: Session, grant: Grant) -> bool:
+    newest = session.scalars(select(Extract.status).where(
+        Extract.project_id == grant.project_slug,
+        Extract.dataset_version_id == version_key(grant.dataset_slug, grant.dataset_version),
+        Extract.spec_digest == spec_of(session, grant).digest()).order_by(Extract.id.desc())).first()
+    return newest is ExtractStatus.FAILED
+
+
+def enqueue_missing(session: Session, today: dt.date | None = None, *, retry_failed: bool = False) -> list[Extract]:
+    """Queue an extract for every grant in force that has none queued, building or ready for its spec.
+
+    A grant whose newest build for its spec failed is left alone (its workspaces are refused with the
+    failure, which a steward looks into) unless ``retry_failed``: the steward's ``tre extracts build``
+    tries again; the hub's extraction service does not retry a failure every few seconds."""
     today = today or dt.date.today()
     queued = []
     for grant in _grants_in_force(session, today):
+        if not retry_failed and _newest_failed(session, grant):
+            continue
         before = session.scalar(select(func.max(Extract.id))) or 0
         extract = enqueue_for_grant(session, grant)
         if extract.id > before:

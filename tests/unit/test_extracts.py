@@ -347,3 +347,15 @@ def test_a_grant_removed_from_the_catalogue_file_leaves_its_extracts_on_record(t
         assert kept.grant_id is None and kept.root_hash == extract.root_hash
         assert [e.dataset_version_id for e in jobs.enqueue_missing(session)] == [
             "claims@2024.1", "hospital_stays@2024.1", "claims@2024.1"]
+
+
+def test_a_failed_build_is_not_queued_again_by_the_service_but_by_the_stewards_command(tre):
+    with session_scope(tre.catalogue_url) as session:
+        extract = jobs.enqueue_for_grant(session, grant_of(session, "diabetes-outcomes", "beneficiaries"))
+        extract.status, extract.error = ExtractStatus.FAILED, "disk full"
+    with session_scope(tre.catalogue_url) as session:
+        again = [e.dataset_version_id for e in jobs.enqueue_missing(session)]
+        assert "beneficiaries@2024.1" not in again  # the workspaces are refused with the failure meanwhile
+    with session_scope(tre.catalogue_url) as session:
+        retried = jobs.enqueue_missing(session, retry_failed=True)
+        assert [e.dataset_version_id for e in retried] == ["beneficiaries@2024.1"]

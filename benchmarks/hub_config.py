@@ -7,7 +7,8 @@ from pathlib import Path
 load_subconfig(str(Path(__file__).resolve().parent.parent / "jupyterhub_config.py"))  # noqa: F821
 c = get_config()  # noqa: F821
 
-# Only the driver's service: the culler and reconciler are not on the spawn path. The load
+# Only the driver's service and the extraction service (a start waits for its project's extracts,
+# which that service builds): the culler and reconciler are not on the spawn path. The load
 # benchmark (TRE_BENCH_KEEP_SERVICES=1) browses the catalogue and egress services: it keeps them.
 driver = {"name": "benchmark", "api_token": os.environ["TRE_BENCH_TOKEN"]}
 driver_role = {"name": "benchmark", "scopes": ["admin:users", "admin:servers"], "services": ["benchmark"]}
@@ -15,7 +16,7 @@ if os.environ.get("TRE_BENCH_KEEP_SERVICES"):
     c.JupyterHub.services = [*c.JupyterHub.services, driver]
     c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, driver_role]
 else:
-    c.JupyterHub.services = [driver]
+    c.JupyterHub.services = [*(s for s in c.JupyterHub.services if s["name"] == "extraction"), driver]
     c.JupyterHub.load_roles = [driver_role]
 
 if os.environ.get("TRE_BENCH_SPAWNER") == "plain":

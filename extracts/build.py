@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from datasets import audit
@@ -92,6 +92,12 @@ def _claim(session: Session, extract_id: int, take_over: bool, settings: TRESett
         raise BuildError(f"There is no extract {extract_id}; `tre extracts list` lists them.")
     if extract.status in (ExtractStatus.READY, ExtractStatus.SUPERSEDED):
         return None
+    if extract.status is ExtractStatus.QUEUED and _twin(session, extract) is not None:
+        # queued twice (a start and the extraction service at once): building it again would only
+        # replace an identical extract and stop the workspaces that mount it
+        extract.status, extract.error = ExtractStatus.SUPERSEDED, "an identical extract is ready or being built"
+        session.flush()
+        return None
     now = _now()
     condition = [Extract.id == extract_id, Extract.status == extract.status]
     if extract.status is ExtractStatus.BUILDING:
@@ -113,6 +119,17 @@ def _claim(session: Session, extract_id: int, take_over: bool, settings: TRESett
         raise BuildError(f"Extract {extract_id} was claimed by another run at the same moment; let it finish.")
     session.refresh(extract)
     return extract
+
+
+def _twin(session: Session, extract: Extract) -> int | None:
+    """An earlier extract of the same project, version and spec that serves as well as this one
+    would: ready and holding no one who objected since, or queued or being built before it."""
+    same = [Extract.project_id == extract.project_id, Extract.dataset_version_id == extract.dataset_version_id,
+            Extract.spec_digest == extract.spec_digest, Extract.id < extract.id]
+    return session.scalar(select(Extract.id).where(*same, or_(
+        Extract.status.in_((ExtractStatus.QUEUED, ExtractStatus.BUILDING)),
+        and_(Extract.status == ExtractStatus.READY,
+             Extract.optout_generation >= optout_generation(session)))).limit(1))
 
 
 def _job(session: Session, extract: Extract, settings: TRESettings) -> _Job:
@@ -366,7 +383,7 @@ def build_pending(*, take_over: bool = True, retry_failed: bool = True) -> tuple
     url = TRESettings().catalogue_url
     with session_scope(url) as session:
         jobs.enqueue_missing(session, retry_failed=retry_failed)
-        jobs.rebuild_for_optouts(session)
+        jobs.rebuild_for_optouts(session, retry_failed=retry_failed)
         ids = [e.id for e in jobs.pending(session)]
     built, failed = [], {}
     for extract_id in ids:

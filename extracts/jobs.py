@@ -99,7 +99,8 @@ def enqueue_missing(session: Session, today: dt.date | None = None, *, retry_fai
     return queued
 
 
-def rebuild_for_optouts(session: Session, now: dt.datetime | None = None) -> list[Extract]:
+def rebuild_for_optouts(session: Session, now: dt.datetime | None = None, *,
+                        retry_failed: bool = False) -> list[Extract]:
     """Queue a new build of every ready extract older than the opt-out register, once no opt-out has
     been recorded for ``TRE_OPTOUT_BATCH_SECONDS``; the ready one serves until its successor is ready."""
     now = now or dt.datetime.now(dt.UTC)
@@ -120,7 +121,9 @@ def rebuild_for_optouts(session: Session, now: dt.datetime | None = None) -> lis
             Extract.spec_digest == extract.spec_digest, Extract.id > extract.id,
             Extract.status.in_((ExtractStatus.QUEUED, ExtractStatus.BUILDING))).limit(1))
         grant = session.get(Grant, extract.grant_id) if extract.grant_id else None
-        if newer is None and grant is not None and grant.in_force(now.date()):
+        # a rebuild that failed is the steward's to retry (``tre extracts build``), not every pass's
+        failed = grant is not None and not retry_failed and _newest_failed(session, grant)
+        if newer is None and grant is not None and not failed and grant.in_force(now.date()):
             queued.append(_new(session, grant, extract.spec_digest))
     return queued
 

@@ -200,7 +200,10 @@ class CatalogueWorkspace(LoggingConfigurable):
         try:
             while access.preparing:
                 self.preparing_progress = access.preparing_progress
-                await self._in_pool(self._enqueue_missing_extracts, access)
+                try:
+                    await self._in_pool(self._enqueue_missing_extracts, access)
+                except (OperationalError, InterfaceError) as unreachable:
+                    raise self._catalogue_unavailable(unreachable) from None
                 if asyncio.get_running_loop().time() > deadline:
                     await self.audit(AuditAction.WORKSPACE_REFUSED, reason="extract_not_ready",
                                      progress=access.preparing_progress)
@@ -211,6 +214,8 @@ class CatalogueWorkspace(LoggingConfigurable):
                     access, _ = await self._in_pool(self._workspace_access)
                 except AccessRefused as refusal:
                     raise await self.refuse(refusal) from None
+                except (OperationalError, InterfaceError) as unreachable:
+                    raise self._catalogue_unavailable(unreachable) from None
         finally:
             self.preparing_progress = None
         return access
@@ -242,11 +247,18 @@ class CatalogueWorkspace(LoggingConfigurable):
         """What the engine's hosts must have in place before any workspace starts (the host
         firewall on one machine); raise ``WorkspaceRefused``. Nothing by default."""
 
+    def _catalogue_unavailable(self, unreachable: OperationalError | InterfaceError) -> CatalogueUnavailable:
+        """The 503 for a start while the catalogue's database is unreachable (no audit row either:
+        it is the same database)."""
+        self.log.error("Start of %s/%s refused: the catalogue is unreachable: %s", self.user.name, self.name,
+                       getattr(unreachable, "orig", None) or unreachable)
+        return CatalogueUnavailable(translate(self.language, CATALOGUE_UNREACHABLE))
+
     async def planned_workspace(self) -> tuple[WorkspaceAccess, WorkspaceImage, WorkspacePlan]:
         """``_planned_workspace``; a refused start leaves no server behind (``_forget_refused``)."""
         try:
             return await self._planned_workspace()
-        except WorkspaceRefused:
+        except (WorkspaceRefused, CatalogueUnavailable):
             asyncio.ensure_future(self._forget_refused())
             raise
 
@@ -287,10 +299,8 @@ class CatalogueWorkspace(LoggingConfigurable):
             await self._in_pool(self._check_image_present, image)
         except AccessRefused as refusal:
             raise await self.refuse(refusal) from None
-        except (OperationalError, InterfaceError) as unreachable:  # no audit row either: it is the same database
-            self.log.error("Start of %s/%s refused: the catalogue is unreachable: %s", self.user.name, self.name,
-                           unreachable.orig or unreachable)
-            raise CatalogueUnavailable(translate(self.language, CATALOGUE_UNREACHABLE)) from None
+        except (OperationalError, InterfaceError) as unreachable:
+            raise self._catalogue_unavailable(unreachable) from None
         access = await self.wait_for_extracts(access)
         plan = make_workspace_plan(
             access,

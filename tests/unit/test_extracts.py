@@ -20,7 +20,7 @@ from datasets import catalogue as cat
 from datasets import workflow
 from datasets.manifest import TreeChanged
 from datasets.grant_spec import GrantSpec, SpecError, parse_spec, whole_dataset
-from datasets.models import AuditEvent, DatasetVersion, Extract, ExtractStatus, Grant, version_key
+from datasets.models import AuditEvent, DatasetVersion, Extract, ExtractStatus, Grant, OptOut, version_key
 from datasets.schema import upgrade
 from demo.commands import DEMO_CATALOGUE
 from demo.snds import generate
@@ -359,3 +359,29 @@ def test_a_failed_build_is_not_queued_again_by_the_service_but_by_the_stewards_c
     with session_scope(tre.catalogue_url) as session:
         retried = jobs.enqueue_missing(session, retry_failed=True)
         assert [e.dataset_version_id for e in retried] == ["beneficiaries@2024.1"]
+
+
+def test_an_extract_queued_twice_is_built_once_and_replaces_nothing(tre):
+    first = built(tre, "diabetes-outcomes", "beneficiaries")
+    with session_scope(tre.catalogue_url) as session:  # a start and the service queueing at once
+        grant = grant_of(session, "diabetes-outcomes", "beneficiaries")
+        twin = jobs._new(session, grant, jobs.spec_of(session, grant).digest()).id
+    build.run(twin)
+    with session_scope(tre.catalogue_url) as session:
+        assert session.get(Extract, twin).status is ExtractStatus.SUPERSEDED
+        assert session.get(Extract, first.id).status is ExtractStatus.READY  # its workspaces keep it
+
+
+def test_a_failed_opt_out_rebuild_waits_for_the_steward(tre):
+    built(tre, "diabetes-outcomes", "beneficiaries")
+    with session_scope(tre.catalogue_url) as session:
+        session.add(OptOut(person_key="P-optout-test", objected_on=dt.date(2026, 1, 1),
+                           recorded_at=dt.datetime.now(dt.UTC), recorded_by="steward", source="test"))
+    with session_scope(tre.catalogue_url) as session:
+        rebuild = jobs.rebuild_for_optouts(session)
+        assert [e.dataset_version_id for e in rebuild] == ["beneficiaries@2024.1"]
+        rebuild[0].status, rebuild[0].error = ExtractStatus.FAILED, "disk full"
+    with session_scope(tre.catalogue_url) as session:
+        assert jobs.rebuild_for_optouts(session) == []  # not every pass: the steward's command retries
+        assert [e.dataset_version_id for e in jobs.rebuild_for_optouts(session, retry_failed=True)] == [
+            "beneficiaries@2024.1"]

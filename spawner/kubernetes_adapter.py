@@ -67,17 +67,17 @@ class SiteConfigurationError(ValueError):
 class KubernetesSite:
     """Where this installation's workspaces live in the cluster, chosen once by an administrator.
 
-    Datasets come either from one claim per dataset (``dataset_claims``, slug -> claim name) or
-    from one claim holding them all (``datasets_claim``), each dataset then a subPath below it,
-    laid out as under the Docker host's data root (``data_root``). Homes and project folders are
+    A workspace's data is its project's extracts, read-only subPaths
+    (``<project>/<dataset>@<version>``) of the one claim holding the extracts root
+    (``datasets_claim``, laid out as ``TRE_EXTRACTS_ROOT`` under ``data_root``); no claim of a raw
+    dataset is ever mounted (a per-dataset claim would hold every person's keys). Homes and project folders are
     subPaths of ``workspaces_claim``, laid out as under the plan's ``writable_root``.
     """
 
     namespace: str
     workspaces_claim: str
-    dataset_claims: Mapping[str, str] = field(default_factory=dict)
     datasets_claim: str | None = None
-    data_root: PurePosixPath = PurePosixPath("/srv/tre/data")
+    data_root: PurePosixPath = PurePosixPath("/srv/tre/extracts")
     storage_class: str | None = None
     # Zero to JupyterHub's labels for its hub and proxy pods.
     hub_pod_labels: Mapping[str, str] = field(
@@ -160,28 +160,20 @@ def _tmpfs_volumes(plan: WorkspacePlan) -> list[tuple[V1Volume, V1VolumeMount]]:
 
 
 def _dataset_volumes(plan: WorkspacePlan, site: KubernetesSite) -> list[tuple[V1Volume | None, V1VolumeMount]]:
-    """Each dataset of the plan read-only twice over: on the claim source and on the mount."""
-    pairs: list[tuple[V1Volume | None, V1VolumeMount]] = []
-    shared_added = False
-    for mount in plan.dataset_mounts:
-        slug = mount.target.name
-        if slug in site.dataset_claims:
-            name = dns_label(f"data-{slug}")
-            volume = V1Volume(name=name, persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
-                claim_name=site.dataset_claims[slug], read_only=True))
-            pairs.append((volume, V1VolumeMount(name=name, mount_path=str(mount.target), read_only=True)))
-        elif site.datasets_claim is not None:
-            volume = None if shared_added else V1Volume(
-                name="datasets", persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
-                    claim_name=site.datasets_claim, read_only=True))
-            shared_added = True
-            pairs.append((volume, V1VolumeMount(name="datasets", mount_path=str(mount.target), read_only=True,
-                                                sub_path=_relative(mount, site.data_root))))
-        else:
-            raise SiteConfigurationError(
-                f"dataset {slug} has no PersistentVolumeClaim in this site; an administrator adds it to "
-                "dataset_claims (or sets datasets_claim) before project members can start a workspace")
-    return pairs
+    """Each extract of the plan read-only twice over (the claim and the mount), a subPath of the
+    extracts claim: the plan's own ``<project>/<dataset>@<version>`` and nothing above it."""
+    if not plan.dataset_mounts:
+        return []
+    if site.datasets_claim is None:
+        raise SiteConfigurationError(
+            "this site names no PersistentVolumeClaim for the extracts; an administrator sets datasets_claim "
+            "(the claim holding TRE_EXTRACTS_ROOT) before project members can start a workspace")
+    volume = V1Volume(name="datasets", persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
+        claim_name=site.datasets_claim, read_only=True))
+    return [(volume if n == 0 else None,
+             V1VolumeMount(name="datasets", mount_path=str(mount.target), read_only=True,
+                           sub_path=_relative(mount, site.data_root)))
+            for n, mount in enumerate(plan.dataset_mounts)]
 
 
 def _relative(mount: Mount, root: PurePosixPath) -> str:

@@ -17,13 +17,9 @@ from tests.unit.extract_helpers import with_ready_extracts
 
 EXTRACTS = Path("/srv/tre/extracts")
 WORKSPACES = Path("/srv/tre/workspaces")
-SITE = k8s.KubernetesSite(
-    namespace="tre", workspaces_claim="tre-workspaces",
-    dataset_claims={"claims": "tre-data-claims", "hospital_stays": "tre-data-hospital-stays",
-                    "beneficiaries": "tre-data-beneficiaries"},
-)
-ONE_CLAIM_SITE = k8s.KubernetesSite(namespace="tre", workspaces_claim="tre-workspaces",
-                                    datasets_claim="tre-datasets", data_root=PurePosixPath(EXTRACTS))
+SITE = k8s.KubernetesSite(namespace="tre", workspaces_claim="tre-workspaces", datasets_claim="tre-datasets",
+                          data_root=PurePosixPath(EXTRACTS))
+ONE_CLAIM_SITE = SITE
 OPTIONS = dict(instance="demo", image="tre/singleuser:latest", extracts_root=EXTRACTS, workspaces_root=WORKSPACES,
                default_mem_limit="2G", default_cpu_limit=1.0)
 
@@ -123,9 +119,9 @@ def test_exactly_the_projects_datasets_are_mounted_read_only(catalogue_url, user
     for path, mount in data_mounts.items():
         claim = volumes[mount.name].persistent_volume_claim
         assert mount.read_only is True and claim.read_only is True
-        assert claim.claim_name == SITE.dataset_claims[path.removeprefix("/data/")]
+        assert (claim.claim_name, mount.sub_path) == ("tre-datasets", f"{project}/{path.removeprefix('/data/')}@2024.1")
     claimed = {v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.persistent_volume_claim}
-    assert claimed == {SITE.dataset_claims[s] for s in datasets} | {"tre-workspaces"}
+    assert claimed == {"tre-datasets", "tre-workspaces"}
     assert all(m.read_only for p, m in mounts.items() if p not in ("/project", f"/home/{user}", "/tmp"))
 
 
@@ -165,10 +161,15 @@ def test_plan_without_datasets_mounts_none():
     round_trip(pod, "V1Pod")
 
 
-def test_dataset_without_a_claim_is_refused_with_what_to_do(catalogue_url):
-    site = k8s.KubernetesSite(namespace="tre", workspaces_claim="tre-workspaces", dataset_claims={"claims": "c"})
-    with pytest.raises(k8s.SiteConfigurationError, match="hospital_stays has no PersistentVolumeClaim.*administrator"):
+def test_a_site_without_the_extracts_claim_is_refused_with_what_to_do(catalogue_url):
+    site = k8s.KubernetesSite(namespace="tre", workspaces_claim="tre-workspaces")
+    with pytest.raises(k8s.SiteConfigurationError, match="no PersistentVolumeClaim for the extracts.*administrator"):
         k8s.make_pod(plan_for(catalogue_url, "alice", "cardio-risk"), site)
+
+
+def test_no_site_can_mount_a_raw_dataset_claim():
+    with pytest.raises(TypeError):  # per-dataset claims (whole datasets, every person's keys) are gone
+        k8s.KubernetesSite(namespace="tre", workspaces_claim="tre-workspaces", dataset_claims={"claims": "c"})
 
 
 def test_project_policy_admits_only_hub_and_proxy_and_reaches_only_the_hub_api(catalogue_url):

@@ -231,3 +231,27 @@ def test_a_new_request_refused_says_why_beside_its_field(service):
     other = alice.post(base + "new", data={"project": "diabetes-outcomes", "title": "Mine", "_xsrf": xsrf_of(page)})
     assert other.status_code == 403 and "diabetes-outcomes" in soup(other).find(id="problem-project").get_text()
     assert soup(other).find(id="title")["value"] == "Mine"
+
+
+def test_an_interrupted_release_is_finished_from_the_review_page(service):
+    """Approved, its copier gone (killed, or the store full): the checker's page offers to finish
+    it, in the checker's language, and finishing it releases the files once."""
+    base, airlock = service
+    rid, _ = reviewed_with(airlock, ("approve", "approve"))
+
+    def approve_only(request_id):  # the service dies between the approval and the copy out
+        raise SystemExit
+
+    airlock._finish_leased = approve_only
+    try:
+        airlock.release("carol", rid)
+    except SystemExit:
+        pass
+    del airlock._finish_leased
+    assert airlock.get("alice", rid).state == "approved"
+    dave = browser(base, "dave")
+    page = dave.get(base + f"reviews/{rid}", headers=FR)
+    assert "Terminer la publication" in soup(page).find(id="finish-release").get_text()
+    dave.post(base + f"requests/{rid}/release", data={"_xsrf": xsrf_of(page), "confirmed": "yes"})
+    assert airlock.get("alice", rid).state == "released"
+    assert soup(dave.get(base + f"reviews/{rid}")).find(id="finish-release") is None

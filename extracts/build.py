@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from datasets import audit
 from datasets.audit import AuditAction
 from datasets.manifest import build_manifest, make_read_only, verify_tree, walk
-from datasets.models import DatasetVersion, Extract, ExtractStatus, Grant, OptOut
+from datasets.models import DatasetVersion, Extract, ExtractStatus, Grant, OptOut, version_key
 from extracts import pseudonyms
 from extracts.jobs import ACTOR, optout_generation, spec_of
 from extracts.plan import Plan, files_sql, make_plan, people_sql, q, unit_sql
@@ -235,6 +235,7 @@ def _connect(job: _Job, key: bytes):
 def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat, progress: Callable[[int], None]) -> dict:
     key = pseudonyms.project_key(settings.secrets_dir, job.project)
     folder = project_folder(settings, job.project) / f".building-{job.extract_id}"
+    _after_a_swap_cut_short(settings, job, folder)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(project_folder(settings, job.project), 0o755)
     for leftover in folder.rglob("*.tmp"):  # a dead run's partition half-written
@@ -268,6 +269,26 @@ def _build(job: _Job, settings: TRESettings, heartbeat: _Heartbeat, progress: Ca
     manifest = build_manifest(folder, describe=(job.dataset, job.version))
     make_read_only(folder)
     return {"manifest": manifest, "folder": folder, **counts}
+
+
+def _after_a_swap_cut_short(settings: TRESettings, job: _Job, folder: Path) -> None:
+    """A run that died in ``_finish`` after swapping this build in left the *previous* extract in
+    the build folder (or aside in ``.superseded-<id>``): its partitions must never pass for this
+    build's (they may hold people who objected since). The final folder matching this build's
+    manifest says the swap happened: the leftover goes, and the build is made again from nothing."""
+    from datasets.manifest import TreeChanged
+
+    base = project_folder(settings, job.project)
+    remove_tree(base / f".superseded-{job.extract_id}")
+    record = base / f".manifest-{job.extract_id}.json"
+    final = base / version_key(job.dataset, job.version)
+    if not (folder.is_dir() and record.is_file() and final.is_dir()):
+        return
+    try:
+        verify_tree(final, json.loads(record.read_text())["files"])
+    except (TreeChanged, ValueError, KeyError):
+        return  # not swapped: the folder is this build's own, its partitions done so far kept
+    remove_tree(folder)
 
 
 def _whole(path: Path) -> bool:

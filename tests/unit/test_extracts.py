@@ -385,3 +385,39 @@ def test_a_failed_opt_out_rebuild_waits_for_the_steward(tre):
         assert jobs.rebuild_for_optouts(session) == []  # not every pass: the steward's command retries
         assert [e.dataset_version_id for e in jobs.rebuild_for_optouts(session, retry_failed=True)] == [
             "beneficiaries@2024.1"]
+
+
+def test_a_run_cut_short_right_after_the_swap_never_republishes_the_previous_extract(tre, monkeypatch):
+    """Killed between swapping the new extract in and removing the old one, the build folder holds
+    the previous extract, someone who objected since among them: the run that takes over must build
+    anew, not pass those partitions off as its own."""
+    first = built(tre, "diabetes-outcomes", "beneficiaries")
+    person = raw(tre, "beneficiaries").select("patient_id").limit(1).fetchall()[0][0]
+    people = read(tre, first).aggregate("count(DISTINCT person_id)").fetchall()[0][0]
+    with session_scope(tre.catalogue_url) as session:
+        optouts.add(session, "steward", [(person, dt.date(2026, 12, 1))], "test")
+    with session_scope(tre.catalogue_url) as session:
+        [second] = jobs.rebuild_for_optouts(session)
+        second_id = second.id
+    real = build._exchange
+
+    def swap_then_die(new, old):
+        try:
+            real(new, old)
+        except OSError:  # a file system without RENAME_EXCHANGE: the fallback's two renames
+            os.rename(old, old.with_name(f".superseded-{second_id}"))
+            os.rename(new, old)
+        raise SystemExit("killed right after the swap")
+
+    monkeypatch.setattr(build, "_exchange", swap_then_die)
+    with pytest.raises(SystemExit):
+        build.run(second_id)
+    monkeypatch.setattr(build, "_exchange", real)
+    monkeypatch.setenv("TRE_EXTRACT_STALE_SECONDS", "0")
+    build.run(second_id, take_over=True)
+    with session_scope(tre.catalogue_url) as session:
+        done = session.get(Extract, second_id)
+        assert done.status is ExtractStatus.READY
+        assert read(tre, done).aggregate("count(DISTINCT person_id)").fetchall()[0][0] == people - 1
+        assert not any(p.name.startswith((".building-", ".superseded-"))
+                       for p in (tre.extracts_root / "diabetes-outcomes").iterdir())

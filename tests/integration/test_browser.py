@@ -26,13 +26,18 @@ PAGE_MS = 30_000
 WORKSPACE_MS = 240_000
 
 
+# Where a person lands after signing in: their projects, or, with none, their role's work (a
+# checker's review queue, a steward's applications, an admin's images; test_browser_hub.py).
+LANDINGS = re.compile(r"/hub/home$|/services/egress/queue$|/services/catalogue/steward$|/services/catalogue/images$")
+
+
 def sign_in(page: Page, hub: Hub, username: str) -> None:
     """Type the demo account into the hub's login form and press its button, as a person does."""
     page.goto(f"{hub.url}/hub/login")
     page.locator("#username_input").press_sequentially(username)
     page.locator("#password_input").press_sequentially(hub.password)
     page.locator("#login_submit").click()
-    expect(page).to_have_url(re.compile(r"/hub/home$"), timeout=PAGE_MS)
+    expect(page).to_have_url(LANDINGS, timeout=PAGE_MS)
 
 
 def stop_and_forget(hub: Hub, user: str, project: str) -> None:

@@ -283,8 +283,8 @@ class CatalogueWorkspace(LoggingConfigurable):
 
     async def _planned_workspace(self) -> tuple[WorkspaceAccess, WorkspaceImage, WorkspacePlan]:
         """Everything before the engine is asked: refuse an image chosen in the request, read
-        the catalogue, check the pinned image, make the plan, verify the datasets, check the
-        site and prepare the folders. Each refusal is one audit row and a ``WorkspaceRefused``."""
+        the catalogue, check the pinned image and the site, wait for the extracts, make the plan,
+        verify the extracts and prepare the folders. Each refusal is one audit row and a ``WorkspaceRefused``."""
         if self.user_options.get("image"):
             await self.audit(AuditAction.WORKSPACE_REFUSED, reason="image_in_request",
                              image=str(self.user_options["image"]))
@@ -301,6 +301,8 @@ class CatalogueWorkspace(LoggingConfigurable):
             raise await self.refuse(refusal) from None
         except (OperationalError, InterfaceError) as unreachable:
             raise self._catalogue_unavailable(unreachable) from None
+        # a site missing its walls refuses at once, not after the wait for the extracts
+        await self.check_site()
         access = await self.wait_for_extracts(access)
         plan = make_workspace_plan(
             access,
@@ -322,7 +324,6 @@ class CatalogueWorkspace(LoggingConfigurable):
             refusal = AccessRefused(Refusal.DATASET_INTEGRITY, dataset=error.dataset, problem=error.problem,
                                     stewards=access.stewards)
             raise await self.refuse(refusal, error) from None
-        await self.check_site()
         if self.mounts_quota_volumes:
             await self._mount_storage(plan)
         try:

@@ -4,13 +4,13 @@ except ``ensure_overlay_network``, which applies the one object a service needs 
 The service carries the same walls as the single-host container (``docker_adapter``) wherever
 the Swarm API of Docker 20.10 (API 1.41) can say them:
 
-- datasets bind-mounted read-only at ``/data/<slug>``, ``/project`` and the home read-write;
+- the project's extracts bind-mounted read-only at ``/data/<slug>``, ``/project`` and the home read-write;
 - user 1000:100, read-only root file system, a tmpfs ``/tmp``, every capability dropped, an init;
 - memory, CPU and process-count limits; no restart (a stopped workspace stays stopped);
 - one internal, attachable overlay network per project: no route out, nothing of other projects,
   encrypted between nodes (IPsec) unless the site says otherwise;
 - placement constraints, one per dataset, ``node.labels.tre.dataset.<slug>==<version>``: the task
-  lands only on a node that holds every dataset version it mounts, or on none.
+  lands only on a node that holds the extracts of every dataset version it mounts, or on none.
 
 What a service cannot ask for on Docker 20.10, and what covers it instead:
 

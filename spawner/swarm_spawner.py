@@ -1,5 +1,6 @@
 """ProjectSwarmSpawner: DockerSpawner's SwarmSpawner for one workspace per (user, approved project),
-run as a swarm service on whichever node holds the project's datasets.
+run as a swarm service on whichever node holds the project's extracts (a data steward labels a node
+``tre.dataset.<slug>=<version>`` once the extracts folder of that dataset version is mounted on it).
 
 The catalogue checks, refusals, folders and audit rows are ``CatalogueWorkspace``'s, the same as
 the single-host ``ProjectSpawner``; ``swarm_adapter`` renders the plan as the service's

@@ -5,8 +5,9 @@ host engine's settings:
   the test's own, each running its own Docker engine on its own volume: node 1 is the manager,
   node 2 a worker;
 - ``tre/singleuser`` loaded into both engines (``docker save`` from the host engine);
-- the demo catalogue's datasets only on node 2 (the data folder bind-mounted there, and node
-  labels ``tre.dataset.claims=2024.1``, ``tre.dataset.hospital_stays=2024.1``, nothing of
+- the projects' extracts (built by ``tre extracts build``, as the hub's extraction service does)
+  only on node 2 (the extracts folder bind-mounted there, and node labels
+  ``tre.dataset.claims=2024.1``, ``tre.dataset.hospital_stays=2024.1``, nothing of
   ``beneficiaries``); the workspaces folder on both, as shared storage is;
 - ``ProjectSwarmSpawner`` driven directly against node 1's engine, with the few JupyterHub objects
   it needs, no hub process; where the hub's container would be, on node 1, an HTTP server on the
@@ -167,6 +168,7 @@ def swarm(docker_client) -> Iterator[Swarm]:
         env = dict(os.environ, TRE_HOME=str(home), TRE_INSTANCE=instance)
         tre(env, "demo", "init", "--scale", "0.1")
         tre(env, "images", "register", "singleuser", "--as", "admin")
+        tre(env, "extracts", "build")  # what the hub's extraction service does once grants are in force
         settings = TRESettings(home=home, instance=instance)
         settings.workspaces_root.mkdir(parents=True, exist_ok=True)
         began = phase(timings, "catalogue and demo data", began)
@@ -183,9 +185,9 @@ def swarm(docker_client) -> Iterator[Swarm]:
                       # shared storage: the projects' folders, at the same path on every node
                       docker.types.Mount(target=str(settings.workspaces_root), source=str(settings.workspaces_root),
                                          type="bind")]
-            if index == 2:  # only node 2 holds the datasets
-                mounts.append(docker.types.Mount(target=str(settings.data_root), source=str(settings.data_root),
-                                                 type="bind", read_only=True))
+            if index == 2:  # only node 2 holds the datasets' extracts
+                mounts.append(docker.types.Mount(target=str(settings.extracts_root),
+                                                 source=str(settings.extracts_root), type="bind", read_only=True))
             container = start_node(host, image, f"tre-{instance}-node{index}", f"node{index}", network.name,
                                    labels, mounts)
             made_containers.append(container)
@@ -245,7 +247,7 @@ def spawner_for(swarm: Swarm, user: str, project: str, **traits) -> ProjectSwarm
         user=user_object, hub=hub, orm_spawner=SimpleNamespace(name=project, user_options={}, server=None),
         api_token=secrets.token_hex(16), oauth_client_id=f"jupyterhub-user-{user}-{project}",
         client_kwargs={"base_url": f"tcp://{swarm.manager.address}:2375", "timeout": 120},
-        catalogue_url=swarm.settings.catalogue_url, data_root=str(swarm.settings.data_root),
+        catalogue_url=swarm.settings.catalogue_url, extracts_root=str(swarm.settings.extracts_root),
         workspaces_root=str(swarm.settings.workspaces_root), instance=swarm.instance,
         # The nested nodes cannot set up IPsec between them (no xfrm state is ever made), so the
         # project networks here are not encrypted; on real hosts they are (the default).

@@ -60,7 +60,7 @@ class Hub:
     which the tests drive as people do (login form, start buttons) and can restart."""
 
     def __init__(self, client: docker.DockerClient, *, config: Path = REPO / "jupyterhub_config.py",
-                 settings: dict[str, str] | None = None, scale: float = 0.2) -> None:
+                 settings: dict[str, str] | None = None, scale: float = 0.2, prebuilt_extracts: bool = True) -> None:
         self.client = client
         self.config = config
         self.instance = f"test-{secrets.token_hex(3)}"
@@ -79,6 +79,10 @@ class Hub:
         self.url = f"http://127.0.0.1:{ports['public']}"
         self.process: subprocess.Popen | None = None
         self.tre("demo", "init", "--scale", str(scale))
+        if prebuilt_extracts:
+            # the projects' extracts, built as the hub's extraction service builds them once grants are
+            # in force: a first start does not wait for them (test_workspace_extracts watches builds)
+            self.tre("extracts", "build")
         # the image ./setup.sh built, registered in this catalogue without building it again (or the
         # one TRE_TEST_SINGLEUSER_IMAGE names: a branch's build under its own tag, so that tests of
         # other branches running on the same engine keep tre/singleuser:latest as they expect it)

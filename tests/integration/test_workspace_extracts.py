@@ -28,7 +28,7 @@ NARROW = {"columns": ["patient_id", "care_date", "atc_code"], "period": {"from":
 @pytest.fixture(scope="module")
 def extracts_hub(docker_client):
     # builds slowed down a little per partition, so that a start sees them under way
-    with running_hub(docker_client, scale=0.05, settings={
+    with running_hub(docker_client, scale=0.05, prebuilt_extracts=False, settings={
             "TRE_RECONCILE_INTERVAL": "2", "TRE_EXTRACTION_INTERVAL": "1", "TRE_OPTOUT_BATCH_SECONDS": "0",
             "TRE_EXTRACT_TEST_SLOW_PARTITION": "0.25"}) as hub:
         yield hub

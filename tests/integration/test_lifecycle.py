@@ -165,16 +165,19 @@ def test_revoking_one_grant_stops_the_workspace_that_mounts_it(lifecycle_hub):
         hub.stop(alice, "alice", "cardio-risk")
 
 
-def test_a_dataset_changed_since_registration_is_not_mounted(lifecycle_hub):
+def test_an_extract_changed_since_its_build_is_not_mounted(lifecycle_hub):
+    """Workspaces mount extracts, never datasets: an extract file changed after its build (its
+    source datasets are checked against their manifests when it is built, tests/unit) is refused."""
     hub = lifecycle_hub
-    data = hub.home / "data" / "beneficiaries" / "part-0.parquet"
+    data = hub.home / "extracts" / "diabetes-outcomes" / "beneficiaries@2024.1" / "part-0.parquet"
     original, before = data.read_bytes(), data.stat()
-    data.write_bytes(original + b"\0")  # a file changed after registration (root ignores its 0444)
+    data.write_bytes(original + b"\0")  # a file changed after the build (root ignores its 0444)
     try:
         bob = hub.login("bob")
         reply = bob.get(f"{hub.url}/hub/spawn/bob/diabetes-outcomes")
         assert reply.status_code == 403
         assert "Dataset beneficiaries failed its integrity check" in reply.text
+        assert "its extract changed since it was built" in reply.text
         assert "part-0.parquet was changed" in reply.text and "Sam Steward" in reply.text
         assert not workspace_containers(hub, "bob", "diabetes-outcomes")
     finally:

@@ -421,3 +421,22 @@ def test_a_run_cut_short_right_after_the_swap_never_republishes_the_previous_ext
         assert read(tre, done).aggregate("count(DISTINCT person_id)").fetchall()[0][0] == people - 1
         assert not any(p.name.startswith((".building-", ".superseded-"))
                        for p in (tre.extracts_root / "diabetes-outcomes").iterdir())
+
+
+def test_a_dataset_changed_since_registration_is_never_extracted(tre):
+    """The workspaces mount extracts only; a source file changed after its registration fails the
+    build, which names the file, instead of reaching a project."""
+    source = next((tre.data_root / "beneficiaries").rglob("*.parquet"))
+    before = source.stat()
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))  # changed, as its stat tells
+    try:
+        with session_scope(tre.catalogue_url) as session:
+            extract_id = jobs.enqueue_for_grant(session, grant_of(session, "diabetes-outcomes", "beneficiaries")).id
+        with pytest.raises(build.BuildError, match=source.name):
+            build.run(extract_id)
+    finally:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with session_scope(tre.catalogue_url) as session:
+        extract = session.get(Extract, extract_id)
+        assert extract.status is ExtractStatus.FAILED and source.name in extract.error
+        assert not (tre.extracts_root / "diabetes-outcomes" / "beneficiaries@2024.1").exists()

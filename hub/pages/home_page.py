@@ -31,7 +31,7 @@ from tornado import web
 from datasets.access import AccessRefused, ProjectSummary, is_accredited_checker, projects_of
 from datasets.catalogue import known_people
 from datasets.messages import explain
-from datasets.models import AnalysisImage, ImageStatus
+from datasets.models import AnalysisImage, AuditEvent, ImageStatus
 from datasets.quotas import ProjectStorage, Usage, human
 from hub.pages.page_language import browser_language
 from tre_core.db import session_scope
@@ -125,7 +125,7 @@ class HomePageSource(_Texts):
         # handed in by jupyterhub_config.py: the hub does not import the egress review
         self.review_queue = review_queue
         self.requests_of = requests_of
-        self._cache: dict[str, tuple[float, HomePage]] = {}
+        self._cache: dict[str, tuple[float, int | None, HomePage]] = {}
 
     def __deepcopy__(self, memo) -> HomePageSource:
         return self  # JupyterHub copies its settings: one source, one pool and one cache
@@ -137,11 +137,14 @@ class HomePageSource(_Texts):
         """The page of ``username`` from the catalogue (blocking: runs in ``pool``)."""
         if username is None:
             return HomePage(projects=[])
-        cached = self._cache.get(username)
-        if cached and time.monotonic() - cached[0] < self.ttl_seconds:
-            return cached[1]
         today = dt.date.today()
         with session_scope(self.catalogue_url) as session:
+            # every act on the catalogue (an approval, a grant, a membership) is an audit row: a page
+            # read before the newest row is stale at once, not only after the TTL
+            mark = session.scalar(select(func.max(AuditEvent.id)))
+            cached = self._cache.get(username)
+            if cached and cached[1] == mark and time.monotonic() - cached[0] < self.ttl_seconds:
+                return cached[2]
             person = known_people(session).get(username)
             page = HomePage(projects=projects_of(session, username, today),
                             is_steward=bool(person and (person.is_data_steward or person.is_admin)),
@@ -156,7 +159,7 @@ class HomePageSource(_Texts):
                 page.errands.append(Errand("images", session.scalar(
                     select(func.count()).select_from(AnalysisImage).where(AnalysisImage.status == ImageStatus.ACTIVE))))
         page.errands[:0] = self._egress_errands(username, page)
-        self._cache[username] = (time.monotonic(), page)
+        self._cache[username] = (time.monotonic(), mark, page)
         return page
 
     def _egress_errands(self, username: str, page: HomePage) -> list[Errand]:

@@ -39,7 +39,8 @@ def test_tre_check_in_the_image_flags_the_small_cell_and_the_identifier(docker_c
     assert status == 1, output
     report = json.loads(output)
     by_file = {f["path"]: {r["rule"]: r for r in f["results"]} for f in report["files"]}
-    assert by_file["/check/small.csv"]["threshold"]["details"]["cells"] == [{"row": 1, "col": 1, "value": "4"}]
+    assert by_file["/check/small.csv"]["threshold"]["details"]["cells"] == [
+        {"row": 1, "col": 1, "value": "4", "label": "11", "column": "n"}]  # the row's label and column, for the page
     assert by_file["/check/notes.txt"]["identifier-leak"]["status"] == "fail"
     status, output = run_in_image(docker_client, tmp_path, "tre", "catalogue", "projects")
     assert status == 64 and "tre check" in output

@@ -172,7 +172,7 @@ def test_jupyterlab_opens_and_saves_a_notebook_a_csv_and_an_image_and_refuses_a_
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Open With$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Editor$")).click()
     csv_editor = page.locator(".jp-FileEditor .cm-content").last
-    expect(csv_editor).to_contain_text("patient_id", timeout=PAGE_MS)
+    expect(csv_editor).to_contain_text("person_id", timeout=PAGE_MS)
     csv_editor.click()
     page.keyboard.press("Control+End")
     page.keyboard.type("edited", delay=80)

@@ -141,7 +141,7 @@ class HomePageSource(_Texts):
         with session_scope(self.catalogue_url) as session:
             # every act on the catalogue (an approval, a grant, a membership) is an audit row: a page
             # read before the newest row is stale at once, not only after the TTL
-            mark = session.scalar(select(func.max(AuditEvent.id)))
+            mark = session.scalar(select(func.max(AuditEvent.seq)))
             cached = self._cache.get(username)
             if cached and cached[1] == mark and time.monotonic() - cached[0] < self.ttl_seconds:
                 return cached[2]

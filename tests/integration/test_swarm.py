@@ -391,6 +391,14 @@ def attack_results(swarm, alice_workspace, canaries):
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("bob only\n")
     network = swarm.manager.client.api.inspect_network(spawner.network_name)["IPAM"]["Config"][0]
+    # the projects' extract keys, and as the control of the search for them a key-like file planted
+    # in alice's project folder (shared storage: the same path on every node)
+    keys = sorted((swarm.home / "secrets" / "extracts").glob("*.key"))
+    assert {k.stem for k in keys} >= {"cardio-risk", "diabetes-outcomes"}, keys
+    planted_text = secrets.token_hex(32) + "\n"
+    planted = swarm.settings.workspaces_root / "cardio-risk" / "shared" / f"tre-attack-planted-{secrets.token_hex(6)}.key"
+    planted.write_text(planted_text)
+    planted.chmod(0o644)
     arguments = {
         "user": "alice", "granted_datasets": ALICE_DATASETS, "all_datasets": ALL_DATASETS,
         "other_project": "diabetes-outcomes", "other_project_markers": [str(marker), f"/project/{marker.name}"],
@@ -400,6 +408,10 @@ def attack_results(swarm, alice_workspace, canaries):
         # no address now counts as not blocked, so it is asked for real)
         "host_dns": f"{network['Gateway']}:53",
         "other_server_address": canaries.http_other, "skip": SKIPPED_ATTACKS,
+        "project": "cardio-risk",
+        "extract_key_fingerprints": [[k.stat().st_size, hashlib.sha256(k.read_bytes()).hexdigest()] for k in keys],
+        "extract_key_paths": [str(k) for k in keys],
+        "planted_key_fingerprint": [len(planted_text), hashlib.sha256(planted_text.encode()).hexdigest()],
     }
     since = int(time.time()) - 1
     results = python_json(container, arguments)

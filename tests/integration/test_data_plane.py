@@ -104,6 +104,6 @@ def test_a_start_after_restart_reads_nothing_and_the_scrubber_stops_what_mounts_
         assert any(e.action == "dataset.suspended" and e.actor == "scrubber" for e in events)
         stops = {(e.details.get("user"), e.details.get("reason")) for e in events
                  if e.action == "workspace.stop" and e.actor == "reconciler"}
-        assert {("alice", "dataset_suspended"), ("bob", "dataset_suspended")} <= stops
+        assert {("alice", "dataset_suspended"), ("bob", "dataset_suspended")} <= stops, [(e.actor, e.details) for e in events if e.action == "workspace.stop"]
     refused = hub.press_start(bob, "bob", "diabetes-outcomes")
     assert refused.status_code == 403 and "Dataset claims 2024.1 is suspended" in refused.text

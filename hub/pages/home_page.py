@@ -31,7 +31,7 @@ from tornado import web
 from datasets.access import AccessRefused, ProjectSummary, is_accredited_checker, projects_of
 from datasets.catalogue import known_people
 from datasets.messages import explain
-from datasets.models import AnalysisImage, AuditEvent, ImageStatus
+from datasets.models import AnalysisImage, AuditHead, ImageStatus
 from datasets.quotas import ProjectStorage, Usage, human
 from hub.pages.page_language import browser_language
 from tre_core.db import session_scope
@@ -141,7 +141,7 @@ class HomePageSource(_Texts):
         with session_scope(self.catalogue_url) as session:
             # every act on the catalogue (an approval, a grant, a membership) is an audit row: a page
             # read before the newest row is stale at once, not only after the TTL
-            mark = session.scalar(select(func.max(AuditEvent.seq)))
+            mark = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))  # the log's one head row
             cached = self._cache.get(username)
             if cached and cached[1] == mark and time.monotonic() - cached[0] < self.ttl_seconds:
                 return cached[2]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import docker
 import requests
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from datasets import anchor, audit
 from datasets.access import AccessRefused, is_accredited_checker, workspace_access
@@ -198,9 +199,19 @@ def sync_groups(hub: Hub, settings: TRESettings) -> None:
 
 
 def _audit(settings: TRESettings, user: str, project: str | None, kind: str, reason: str, **extra) -> None:
-    with session_scope(settings.catalogue_url) as session:
-        audit.record(session, "reconciler", AuditAction.WORKSPACE_STOP, project=project,
-                     details={"user": user, "why": kind, "reason": reason, **extra})
+    """The stop's row. The server is already gone (a later pass would not see it again), so a
+    database busy with another writer, or restarting, is waited for a little rather than lose it."""
+    for attempt in range(5):
+        try:
+            with session_scope(settings.catalogue_url) as session:
+                audit.record(session, "reconciler", AuditAction.WORKSPACE_STOP, project=project,
+                             details={"user": user, "why": kind, "reason": reason, **extra})
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            log.warning("audit row for %s/%s not written yet (database busy); trying again", user, project)
+            time.sleep(0.5 * 2 ** attempt)
 
 
 def main() -> None:

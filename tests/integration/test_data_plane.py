@@ -99,11 +99,14 @@ def test_a_start_after_restart_reads_nothing_and_the_scrubber_stops_what_mounts_
         wait_for(lambda: not hub.client.containers.list(filters={"label": [
             f"tre.instance={hub.instance}", f"tre.user={user}", f"tre.project={project}"]}), 60,
             f"{user}'s workspace mounting the suspended version to stop")
+    # The container goes during the hub's stop; the reconciler writes its row just after: wait for it.
+    def reconciler_stops() -> set:
+        with catalogue(hub) as session:
+            return {(e.details.get("user"), e.details.get("reason")) for e in audit.events(session)
+                    if e.action == "workspace.stop" and e.actor == "reconciler"}
+    wanted = {("alice", "dataset_suspended"), ("bob", "dataset_suspended")}
+    wait_for(lambda: wanted <= reconciler_stops(), 30, "the reconciler's audit rows for both stops")
     with catalogue(hub) as session:
-        events = list(audit.events(session))
-        assert any(e.action == "dataset.suspended" and e.actor == "scrubber" for e in events)
-        stops = {(e.details.get("user"), e.details.get("reason")) for e in events
-                 if e.action == "workspace.stop" and e.actor == "reconciler"}
-        assert {("alice", "dataset_suspended"), ("bob", "dataset_suspended")} <= stops, [(e.actor, e.details) for e in events if e.action == "workspace.stop"]
+        assert any(e.action == "dataset.suspended" and e.actor == "scrubber" for e in audit.events(session))
     refused = hub.press_start(bob, "bob", "diabetes-outcomes")
     assert refused.status_code == 403 and "Dataset claims 2024.1 is suspended" in refused.text

@@ -15,8 +15,8 @@ from tornado.web import Application, RequestHandler
 
 from egress_review.api import (ApiComments, ApiFiles, ApiOpenApi, ApiReleased, ApiRequest, ApiRequests, ApiReviews,
                                ApiSubmit, NotFoundApi, _decision_handler)
-from egress_review.pages import (FileContent, HomePage, NewRequestPage, NotFoundPage, QueuePage, ReleasedFile,
-                                 ReleasedZip, RequestFormPage, RequestPage, ReviewPage)
+from egress_review.pages import (FileContent, HomePage, NewRequestPage, NotFoundPage, PanelPage, QueuePage,
+                                 ReleasedFile, ReleasedZip, RequestFormPage, RequestPage, ReviewPage)
 from egress_review.site import VOCABULARY, Base, Site
 
 __all__ = ["API_ROUTES", "PAGE_ROUTES", "VOCABULARY", "Base", "Site", "make_app", "openapi_path"]
@@ -40,6 +40,7 @@ API_ROUTES: dict[str, type[RequestHandler]] = {
 PAGE_ROUTES: dict[str, type[RequestHandler]] = {
     r"": HomePage,
     r"new": NewRequestPage,
+    r"panel": PanelPage,
     r"requests/(\d+)": RequestPage,
     r"requests/(\d+)/(files|group|replace|remove|comments|submit|withdraw|reviews|return|reject|release)": RequestFormPage,
     r"queue": QueuePage,

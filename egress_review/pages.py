@@ -219,6 +219,63 @@ class RequestFormPage(Page):
             await self.act(airlock.release, rid)
 
 
+PANEL_STATES = ("draft", "returned", "submitted", "partially_reviewed", "reviewed", "approved")
+
+
+class PanelPage(Page):
+    """JupyterLab's export panel: the tre-airlock extension shows this page in a frame of the
+    workspace's sidebar, for that workspace's project. The person's open requests of the project
+    with each file's automatic checks, and the form that adds a file chosen in JupyterLab's file
+    browser ("Add to export request…") to a draft or returned request, or to a new one. Plain forms
+    and no script, like every page here; only this page may be framed, and only by this origin."""
+
+    page_name = "panel"
+    headers = {**Base.headers, "Content-Security-Policy": Base.headers["Content-Security-Policy"].replace(
+        "frame-ancestors 'none'", "frame-ancestors 'self'")}
+
+    async def get(self) -> None:
+        add = self.get_query_argument("add", "")
+        await self.show_panel(self.get_query_argument("project", ""), typed={"path": add} if add else {})
+
+    async def post(self) -> None:
+        """Add the chosen file; a new request is created first when none is chosen. Refused: the
+        panel again, the message beside its field, everything typed kept (and a request created on
+        the way chosen, so that sending again does not create another)."""
+        arg, airlock = self.get_body_argument, self.site.airlock
+        project = arg("project", "")
+        typed = {name: values[0].decode(errors="replace") for name, values in self.request.body_arguments.items()
+                 if name != "_xsrf"}
+        field = "title"
+        try:
+            chosen = arg("request", "")
+            if chosen:
+                rid = self.ident(chosen)
+            else:
+                rid = await self.act(airlock.create, project, arg("title", ""))
+                typed["request"] = str(rid)
+            field = "path"
+            file_id = await self.act(airlock.add_file, rid, arg("path", ""), arg("group", ""), arg("kind", ""),
+                                     arg("context", "") or None, arg("controls", "") or None)
+        except HTTPError as refused:
+            if refused.status_code not in (400, 409):
+                raise
+            await self.show_panel(project, refused.status_code, typed=typed,
+                                  problems={getattr(refused, "field", None) or field: refused.log_message % refused.args})
+            return
+        self.see_other("panel", project=project, added=str(file_id))
+
+    async def show_panel(self, project: str, status: int = 200, problems: dict[str, str] | None = None,
+                         typed: dict[str, str] | None = None) -> None:
+        views = await self.act(self.site.airlock.list_requests)
+        mine = [v for v in views if v.author == self.username and v.project == project and v.state in PANEL_STATES]
+        added = self.get_query_argument("added", "")
+        added_file = next((f for v in mine for f in v.files if str(f.id) == added), None)
+        added_to = next((v for v in mine if added_file in v.files), None)
+        self.show("panel.html", status, project=project, requests=mine,
+                  editable=[v for v in mine if v.may_edit], added_file=added_file, added_to=added_to,
+                  problems=problems or {}, typed=typed or {})
+
+
 class QueuePage(Page):
     page_name = "queue"
 

@@ -294,6 +294,9 @@ def build_context(name: str, ca_bundle: Path | None) -> io.BytesIO:
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         if "__pycache__" in info.name or info.name.endswith(".pyc"):
             return None
+        if any(part in ("node_modules", ".yarn") for part in info.name.split("/")) or \
+                info.name.startswith("labextension/build/"):
+            return None  # a JupyterLab extension built here by hand: the image builds its own
         info.uid = info.gid = 0
         info.uname = info.gname = "root"
         info.mtime = 0  # a reproducible context; the cache itself keys on content

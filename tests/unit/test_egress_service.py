@@ -479,3 +479,67 @@ def test_the_review_page_asks_for_an_override_of_a_fail_and_shows_it_before_rele
     shown = {li["data-reviewer"]: li.get_text() for li in decision.select("#overrides li.override")}
     assert "Three regions, not three people." in shown["carol"] and "Agreed: regions." in shown["dave"]
     assert decision.find(id="release-request") is not None
+
+
+def test_jupyterlabs_panel_adds_a_file_to_a_new_request_then_to_the_same_one_and_shows_its_checks(service, tmp_path):
+    base, airlock = service
+    (tmp_path / "workspaces" / "cardio-risk" / "shared" / "outputs" / "small.csv").write_text(
+        "region,patients\nNorth,3\nSouth,40\n")
+    alice = browser(base, "alice")
+    empty = alice.get(base + "panel", params={"project": "cardio-risk"})
+    # framed by JupyterLab (same origin) and only there; still no script
+    policy = empty.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in policy and "script-src" not in policy and "default-src 'none'" in policy
+    assert BeautifulSoup(empty.text, "html.parser").find(id="panel-empty") is not None
+    page = alice.get(base + "panel", params={"project": "cardio-risk", "add": "outputs/small.csv"})
+    form = BeautifulSoup(page.text, "html.parser").find(id="panel-add-form")
+    assert form.find(id="panel-path")["value"] == "outputs/small.csv"
+    assert [o["value"] for o in form.select("#panel-request option")] == [""]  # only "a new request"
+    fields = {"project": "cardio-risk", "path": "outputs/small.csv", "request": "", "title": "Small counts",
+              "group": "Table 2", "kind": "output", "context": "Patients by region", "controls": "none",
+              "_xsrf": xsrf_of(page)}
+    added = alice.post(base + "panel", data=fields)
+    soup = BeautifulSoup(added.text, "html.parser")
+    rid = airlock.list_requests("alice")[0].id
+    assert added.url.startswith(base + "panel?") and soup.find(id="panel-added")["data-outcome"] == "fail"
+    assert f"#{rid}" in soup.find(id="panel-added").get_text()
+    request = soup.select_one(f'.panel-request[data-request="{rid}"]')
+    small = request.select_one('.panel-file[data-path="outputs/small.csv"]')
+    assert small.select_one(".check-outcome")["data-outcome"] == "fail"
+    assert "patients" in small.select_one(".check-cells").get_text()  # the flagged cell, by its column
+    # A second file goes to the same request, now offered first; a mistyped path keeps the form.
+    page = alice.get(base + "panel", params={"project": "cardio-risk", "add": "outputs/tabel.csv"})
+    form = BeautifulSoup(page.text, "html.parser").find(id="panel-add-form")
+    assert form.select_one("#panel-request option[selected]")["value"] == str(rid)
+    wrong = alice.post(base + "panel", data={**fields, "path": "outputs/tabel.csv", "request": str(rid),
+                                             "_xsrf": xsrf_of(page)})
+    soup = BeautifulSoup(wrong.text, "html.parser")
+    assert wrong.status_code == 400 and soup.find(id="problem-path") is not None
+    assert soup.find(id="panel-path")["value"] == "outputs/tabel.csv"
+    assert soup.find(id="panel-context").get_text() == "Patients by region"
+    alice.post(base + "panel", data={**fields, "path": "outputs/table.csv", "request": str(rid),
+                                     "_xsrf": xsrf_of(page)})
+    assert len(airlock.list_requests("alice")) == 1
+    assert sorted(f.path for f in airlock.get("alice", rid).files) == ["outputs/small.csv", "outputs/table.csv"]
+    # in French for a French browser
+    french = alice.get(base + "panel", params={"project": "cardio-risk"}, headers={"Accept-Language": "fr-FR,fr"})
+    assert "Demandes d’export" in BeautifulSoup(french.text, "html.parser").h1.get_text()
+
+
+def test_jupyterlabs_panel_keeps_a_request_created_before_a_refused_file(service):
+    base, airlock = service
+    alice = browser(base, "alice")
+    page = alice.get(base + "panel", params={"project": "cardio-risk", "add": "outputs/missing.csv"})
+    refused = alice.post(base + "panel", data={
+        "project": "cardio-risk", "path": "outputs/missing.csv", "request": "", "title": "T", "group": "G",
+        "kind": "output", "_xsrf": xsrf_of(page)})
+    soup = BeautifulSoup(refused.text, "html.parser")
+    (created,) = airlock.list_requests("alice")
+    # sending again adds to the request just made rather than making another
+    assert soup.select_one("#panel-request option[selected]")["value"] == str(created.id)
+    assert soup.find(id="problem-path") is not None
+    no_title = alice.post(base + "panel", data={
+        "project": "cardio-risk", "path": "outputs/table.csv", "request": "", "title": " ", "group": "G",
+        "kind": "output", "_xsrf": xsrf_of(page)})
+    assert no_title.status_code == 400 and BeautifulSoup(no_title.text, "html.parser").find(id="problem-title")
+    assert len(airlock.list_requests("alice")) == 1

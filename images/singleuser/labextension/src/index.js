@@ -1,0 +1,129 @@
+// The TRE's export requests, from inside JupyterLab.
+//
+// - A panel in the right sidebar shows the egress review's own page for this workspace
+//   (/services/egress/panel?project=…): the person's open requests of the project, their states
+//   and each file's automatic checks, each linked to its full page.
+// - "Add to export request…" on a file of the file browser opens that panel with the file chosen:
+//   into one of the project's draft or returned requests, or a new one; the automatic disclosure
+//   checks run at once and the panel shows their outcome and flagged cells.
+//
+// The panel is the egress review's page in a frame of the same origin, signed in through the hub
+// like every page of it: its forms carry the service's own XSRF token, its words come from the
+// service's gettext catalogue (English or French, as the browser asks), and no token of the
+// service ever reaches this page's scripts. Nothing leaves the TRE from here: the egress review
+// reads the file from the project folder itself, and only checkers release.
+
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { ITranslator } from '@jupyterlab/translation';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+const COMMAND = 'tre-airlock:add-to-request';
+const PANEL_ID = 'tre-airlock-panel';
+
+// The two words JupyterLab itself shows; everything in the panel is the service's.
+const WORDS = {
+  en: { add: 'Add to export request…', panel: 'Export requests' },
+  fr: { add: 'Ajouter à une demande d’export…', panel: 'Demandes d’export' }
+};
+
+const EXPORT_SVG =
+  '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24">' +
+  '<path class="jp-icon3" fill="#616161" d="M5 3h9l5 5v5h-2V9h-4V5H5v14h6v2H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm12 11 ' +
+  '4 4-4 4v-3h-4v-2h4v-3z"/></svg>';
+
+/** The words in the language JupyterLab shows (which follows the browser's at each visit). */
+function wordsFor(translator) {
+  const code = (translator && translator.languageCode) || document.documentElement.lang || 'en';
+  return code.toLowerCase().startsWith('fr') ? WORDS.fr : WORDS.en;
+}
+
+/** The egress review's address: beside the hub (/services/egress/), unless page_config says otherwise. */
+function egressBase() {
+  const hubPrefix = PageConfig.getOption('hubPrefix') || '/hub/';
+  return PageConfig.getOption('treEgressUrl') || URLExt.join(hubPrefix.replace(/hub\/?$/, ''), 'services/egress/');
+}
+
+/** The sidebar panel: the egress review's panel page for this project, in a frame. */
+class ExportPanel extends Widget {
+  constructor(words) {
+    super();
+    this.id = PANEL_ID;
+    this.addClass('tre-airlock-panel');
+    this.title.icon = new LabIcon({ name: 'tre-airlock:export', svgstr: EXPORT_SVG });
+    this.title.caption = words.panel;
+    this.base = egressBase();
+    this.project = PageConfig.getOption('hubServerName');
+    this.frame = document.createElement('iframe');
+    this.frame.className = 'tre-airlock-frame';
+    this.frame.title = words.panel;
+    // Forms and links of the same origin; never scripts (the service's pages have none, and its
+    // policy forbids them). Links to a request's full page open in a new tab.
+    this.frame.setAttribute('sandbox', 'allow-forms allow-same-origin allow-popups allow-popups-to-escape-sandbox');
+    this.node.append(this.frame);
+    this.pending = null;
+  }
+
+  address(path) {
+    const query = new URLSearchParams({ project: this.project || '' });
+    if (path) {
+      query.set('add', path);
+    }
+    return URLExt.join(this.base, 'panel') + '?' + query.toString();
+  }
+
+  /** Show the panel's page, with a file chosen for adding when one is given. */
+  load(path) {
+    this.frame.src = this.address(path);
+  }
+
+  onAfterShow() {
+    if (this.pending !== null) {
+      this.load(this.pending);
+      this.pending = null;
+    } else {
+      this.load(null);  // fresh states and checks at each opening
+    }
+  }
+}
+
+const plugin = {
+  id: 'tre-airlock:plugin',
+  description: 'Export requests from JupyterLab: add a file to a request, see the open requests and their checks.',
+  autoStart: true,
+  requires: [IDefaultFileBrowser],
+  optional: [ITranslator],
+  activate: (app, browser, translator) => {
+    const words = wordsFor(translator);
+    const panel = new ExportPanel(words);
+    // On the right: the file browser stays open on the left while files are added.
+    app.shell.add(panel, 'right', { rank: 950 });
+
+    const chosenFile = () => {
+      const files = Array.from(browser.selectedItems()).filter(m => m.type !== 'directory');
+      return files.length ? files[0].path : null;
+    };
+
+    app.commands.addCommand(COMMAND, {
+      label: words.add,
+      caption: words.add,
+      isEnabled: () => chosenFile() !== null,
+      execute: () => {
+        const path = chosenFile();
+        if (path === null) {
+          return;
+        }
+        if (panel.isVisible) {
+          panel.load(path);
+        } else {
+          panel.pending = path;
+          app.shell.activateById(PANEL_ID);
+        }
+      }
+    });
+    app.contextMenu.addItem({ command: COMMAND, selector: '.jp-DirListing-item[data-isdir="false"]', rank: 3 });
+  }
+};
+
+export default plugin;

@@ -57,3 +57,24 @@ def test_tre_check_in_the_image_speaks_the_workspaces_language(docker_client, tm
     assert status == 1, output
     assert "/check/small.csv: NON CONFORME" in output
     assert "[non conforme] threshold: 1 cellule(s) ont un effectif inférieur à 10 (effectif minimal)" in output
+
+
+def test_check_in_a_notebook_of_the_image_shows_the_table_with_the_flagged_cell(docker_client, tmp_path):
+    """The researcher's way before an export request: a notebook cell ending in ``check(...)``
+    shows the table with the failing count highlighted, in the workspace's language."""
+    import nbformat
+
+    tmp_path.chmod(0o755)
+    (tmp_path / "small.csv").write_text("region,n\n11,4\n84,37\n")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from egress_review.checks.notebook import check\ncheck('/check/small.csv')")])
+    nbformat.write(notebook, tmp_path / "check.ipynb")
+    for path in tmp_path.iterdir():
+        path.chmod(0o644)
+    status, output = run_in_image(docker_client, tmp_path, "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                                  "--stdout", "/check/check.ipynb", environment={"TRE_UI_LANGUAGE": "fr",
+                                                                                 "HOME": "/tmp"})
+    assert status == 0, output
+    executed = nbformat.reads(output[output.index("{"):], as_version=4)
+    html = executed.cells[0].outputs[0]["data"]["text/html"]
+    assert 'data-flagged="fail" title="threshold">4</td>' in html and "NON CONFORME" in html

@@ -245,10 +245,10 @@ class PanelPage(Page):
         project = arg("project", "")
         typed = {name: values[0].decode(errors="replace") for name, values in self.request.body_arguments.items()
                  if name != "_xsrf"}
-        field = "title"
+        chosen, field = arg("request", ""), "title"
         try:
-            chosen = arg("request", "")
             if chosen:
+                field = "request"
                 rid = self.ident(chosen)
             else:
                 rid = await self.act(airlock.create, project, arg("title", ""))
@@ -257,8 +257,12 @@ class PanelPage(Page):
             file_id = await self.act(airlock.add_file, rid, arg("path", ""), arg("group", ""), arg("kind", ""),
                                      arg("context", "") or None, arg("controls", "") or None)
         except HTTPError as refused:
-            if refused.status_code not in (400, 409):
+            if refused.status_code not in (400, 403, 409):
                 raise
+            if refused.status_code == 403:
+                field = "form"  # not this person's to do: said above the button
+            elif refused.status_code == 409 and chosen:
+                field = "request"  # the request was submitted (or withdrawn) meanwhile: choose another
             await self.show_panel(project, refused.status_code, typed=typed,
                                   problems={getattr(refused, "field", None) or field: refused.log_message % refused.args})
             return

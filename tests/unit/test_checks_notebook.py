@@ -27,10 +27,14 @@ def test_in_french_and_a_long_table_is_cut_with_a_note(tmp_path):
     html = BeautifulSoup(report._repr_html_(), "html.parser")
     assert report.outcome == "pass" and not html.select("[data-flagged]")
     assert len(html.select("tr")) == MAX_ROWS and "6 lignes de plus" in html.get_text()
-    assert "CONFORME" in html.get_text()
+    assert html.select_one(".tre-check p span").get_text() == "CONFORME"
 
 
 def test_a_file_that_is_not_a_table_or_is_missing_says_so_without_a_table(tmp_path):
     missing = check(tmp_path / "nowhere.csv", language="en")
     assert missing.outcome == "fail" and "no such file" in missing._repr_html_()
     assert "<table" not in missing._repr_html_()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Readmissions fell by a tenth in 2023.\n")
+    text = BeautifulSoup(check(notes, language="en")._repr_html_(), "html.parser")
+    assert text.select_one(".tre-check") is not None and text.find("table") is None

@@ -543,3 +543,33 @@ def test_jupyterlabs_panel_keeps_a_request_created_before_a_refused_file(service
         "kind": "output", "_xsrf": xsrf_of(page)})
     assert no_title.status_code == 400 and BeautifulSoup(no_title.text, "html.parser").find(id="problem-title")
     assert len(airlock.list_requests("alice")) == 1
+
+
+def test_jupyterlabs_panel_says_where_a_refusal_comes_from(service, monkeypatch):
+    base, airlock = service
+    alice = browser(base, "alice")
+    rid = draft_with_file(airlock)
+    page = alice.get(base + "panel", params={"project": "cardio-risk", "add": "outputs/code.py"})
+    airlock.submit("alice", rid)  # meanwhile, from another tab
+    late = alice.post(base + "panel", data={"project": "cardio-risk", "path": "outputs/code.py",
+                                           "request": str(rid), "group": "Code", "kind": "supporting",
+                                           "_xsrf": xsrf_of(page)})
+    assert late.status_code == 409
+    assert BeautifulSoup(late.text, "html.parser").find(id="problem-request") is not None
+    # a project that is not hers: the panel again, the refusal above the button, nothing created
+    bob_project = alice.post(base + "panel", data={"project": "diabetes-outcomes", "path": "outputs/code.py",
+                                                  "request": "", "title": "T", "group": "G", "kind": "output",
+                                                  "_xsrf": xsrf_of(page)})
+    soup = BeautifulSoup(bob_project.text, "html.parser")
+    assert bob_project.status_code == 403 and soup.find(id="problem-form") is not None
+    assert soup.find(id="panel-title")["value"] == "T"
+    assert [r.id for r in airlock.list_requests("alice")] == [rid]
+    # a file whose checks could not run at once says so, never "Pass"
+    monkeypatch.setattr(type(airlock), "_check_now", lambda self, *args: None)
+    fresh = airlock.create("alice", "cardio-risk", "Unchecked")
+    page = alice.get(base + "panel", params={"project": "cardio-risk", "add": "outputs/table.csv"})
+    added = alice.post(base + "panel", data={"project": "cardio-risk", "path": "outputs/table.csv",
+                                            "request": str(fresh), "group": "T", "kind": "output",
+                                            "_xsrf": xsrf_of(page)})
+    note = BeautifulSoup(added.text, "html.parser").find(id="panel-added")
+    assert note["data-outcome"] == "" and "Not checked yet" in note.get_text()

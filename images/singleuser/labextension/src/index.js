@@ -9,9 +9,11 @@
 //
 // The panel is the egress review's page in a frame of the same origin, signed in through the hub
 // like every page of it: its forms carry the service's own XSRF token, its words come from the
-// service's gettext catalogue (English or French, as the browser asks), and no token of the
-// service ever reaches this page's scripts. Nothing leaves the TRE from here: the egress review
-// reads the file from the project folder itself, and only checkers release.
+// service's gettext catalogue (English or French, as the browser asks), and this extension calls
+// no API and holds no token of its own (scripts of this origin could read the frame, as they can
+// call the service with the browser's cookie anyway: JupyterHub's one origin). Nothing leaves the
+// TRE from here: the egress review reads the file from the project folder itself, and only
+// checkers release.
 
 import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
@@ -24,8 +26,11 @@ const PANEL_ID = 'tre-airlock-panel';
 
 // The two words JupyterLab itself shows; everything in the panel is the service's.
 const WORDS = {
-  en: { add: 'Add to export request…', panel: 'Export requests' },
-  fr: { add: 'Ajouter à une demande d’export…', panel: 'Demandes d’export' }
+  en: { add: 'Add to export request…', panel: 'Export requests', refresh: 'Refresh', tab: 'Open in a new tab' },
+  fr: {
+    add: 'Ajouter à une demande d’export…', panel: 'Demandes d’export', refresh: 'Actualiser',
+    tab: 'Ouvrir dans un nouvel onglet'
+  }
 };
 
 const EXPORT_SVG =
@@ -61,7 +66,22 @@ class ExportPanel extends Widget {
     // Forms and links of the same origin; never scripts (the service's pages have none, and its
     // policy forbids them). Links to a request's full page open in a new tab.
     this.frame.setAttribute('sandbox', 'allow-forms allow-same-origin allow-popups allow-popups-to-escape-sandbox');
-    this.node.append(this.frame);
+    // Above the frame: reload it, or open the same page in a tab (where the hub's sign-in page can
+    // show, should the hub's session have ended: the hub's pages refuse to be framed).
+    const bar = document.createElement('div');
+    bar.className = 'tre-airlock-bar';
+    const refresh = document.createElement('button');
+    refresh.className = 'jp-Button jp-mod-styled jp-mod-reject tre-airlock-refresh';
+    refresh.textContent = words.refresh;
+    refresh.addEventListener('click', () => this.load(null));
+    this.tab = document.createElement('a');
+    this.tab.className = 'tre-airlock-tab';
+    this.tab.target = '_blank';
+    this.tab.rel = 'noopener';
+    this.tab.textContent = words.tab;
+    this.tab.href = this.address(null);
+    bar.append(refresh, this.tab);
+    this.node.append(bar, this.frame);
     this.pending = null;
   }
 
@@ -79,11 +99,13 @@ class ExportPanel extends Widget {
   }
 
   onAfterShow() {
+    // A file chosen meanwhile, or the first opening; otherwise the page is left as it was (a form
+    // half filled stays so); Refresh reloads it.
     if (this.pending !== null) {
       this.load(this.pending);
       this.pending = null;
-    } else {
-      this.load(null);  // fresh states and checks at each opening
+    } else if (!this.frame.getAttribute('src')) {
+      this.load(null);
     }
   }
 }

@@ -209,6 +209,8 @@ def _audit(settings: TRESettings, user: str, project: str | None, kind: str, rea
             return
         except OperationalError:
             if attempt == 4:
+                log.error("The stop of %s/%s (%s) could not be written to the audit log; the database "
+                          "refused it five times", user, project, reason)
                 raise
             log.warning("audit row for %s/%s not written yet (database busy); trying again", user, project)
             time.sleep(0.5 * 2 ** attempt)

@@ -68,7 +68,9 @@ def benchmark_catalogue(count: int, today: dt.date) -> CatalogueFile:
         projects.setdefault(project_of(index), []).append(person)
     starts, ends = today - dt.timedelta(days=30), today + dt.timedelta(days=365)
     return CatalogueFile(
-        people=[PersonEntry(username=p, display_name=f"Benchmark person {p[5:]}") for p in people],
+        # accredited researchers (safe-researcher training on record): a start needs it
+        people=[PersonEntry(username=p, display_name=f"Benchmark person {p[5:]}", accredited_on=starts,
+                            accredited_until=ends) for p in people],
         projects=[
             ProjectEntry(
                 slug=slug, title=f"Benchmark project {slug}", principal_investigator=members[0],
@@ -265,6 +267,9 @@ def load_people(hub: Hub, count: int) -> dict[str, str]:
     settings = TRESettings(home=hub.home)
     with session_scope(settings.catalogue_url) as session:
         load_catalogue(session, benchmark_catalogue(count, dt.date.today()), settings.data_root)
+    # their extracts, as the extraction service builds them once grants are in force: without them
+    # every start is refused at once ("extract not built"), which is not the storm to measure
+    hub.tre("extracts", "build")
     return {person: project_of(index) for index, person in enumerate(usernames(count))}
 
 

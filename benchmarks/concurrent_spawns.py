@@ -268,7 +268,7 @@ def load_people(hub: Hub, count: int) -> dict[str, str]:
     with session_scope(settings.catalogue_url) as session:
         load_catalogue(session, benchmark_catalogue(count, dt.date.today()), settings.data_root)
     # their extracts, as the extraction service builds them once grants are in force: without them
-    # every start is refused at once ("extract not built"), which is not the storm to measure
+    # each first start would wait for that service, which is not the storm to measure
     hub.tre("extracts", "build")
     return {person: project_of(index) for index, person in enumerate(usernames(count))}
 

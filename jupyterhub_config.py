@@ -11,6 +11,7 @@ from hub import file_reads, firewall
 from hub.hardening import tornado_settings
 from egress_review.__main__ import airlock_from
 from hub.pages.home_page import TEMPLATES, HomePageSource, landing_handlers
+from spawner.catalogue_workspace import REFUSED_STARTS
 from tre_core.db import session_scope
 from tre_core.deployment import DeploymentError, require_sound_deployment
 from tre_core.settings import TRESettings
@@ -178,5 +179,7 @@ home_storage = partial(project_storage, workspaces_root=settings.workspaces_root
 egress = airlock_from(settings)
 home_source = HomePageSource(settings.catalogue_url, storage=home_storage,
                              review_queue=egress.queue, requests_of=egress.list_requests)
-c.JupyterHub.template_vars = {"tre": home_source, "tre_demo_login": not settings.oidc_enabled}
+# tre_refused_starts: a refused start's pages say why even once its server row is gone
+c.JupyterHub.template_vars = {"tre": home_source, "tre_demo_login": not settings.oidc_enabled,
+                              "tre_refused_starts": REFUSED_STARTS}
 c.JupyterHub.extra_handlers += landing_handlers(home_source)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
@@ -54,6 +56,50 @@ class CatalogueUnavailable(web.HTTPError):
         super().__init__(503, "%s", message)
         self.jupyterhub_message = message
 
+
+class RefusedStarts:
+    """The refusals of starts whose server rows are gone (``_forget_refused``), for a while: a
+    browser that reaches the spawn page only after the row went (a slow network, a reload, the
+    page kept open) is told why the workspace was not started, not "no such server"."""
+
+    def __init__(self, keep_seconds: float = 3600.0, most: int = 10_000) -> None:
+        self.keep_seconds, self.most = keep_seconds, most
+        self._lock = threading.Lock()
+        self._refusals: dict[tuple[str, str], tuple[float, int, str]] = {}
+
+    def __deepcopy__(self, memo) -> RefusedStarts:
+        return self  # JupyterHub copies its settings (template_vars): one memory per hub
+
+    def remember(self, user: str, server: str, error: web.HTTPError) -> None:
+        message = getattr(error, "jupyterhub_message", None) or error.log_message or ""
+        with self._lock:
+            self._refusals.pop((user, server), None)  # the newest last, for the trim below
+            self._refusals[user, server] = (time.monotonic(), error.status_code, message)
+            while len(self._refusals) > self.most:
+                del self._refusals[next(iter(self._refusals))]
+
+    def forget(self, user: str, server: str) -> None:
+        """The server started again: its old refusal no longer says anything."""
+        with self._lock:
+            self._refusals.pop((user, server), None)
+
+    def after(self, user: str | None, error: object) -> tuple[int, str] | None:
+        """``(status, message)`` of the refused start that ``error`` (JupyterHub's 404 "<user>
+        has no such server <name>" for a page of that server) is about, or None."""
+        if not user or not isinstance(error, web.HTTPError) or error.status_code != 404:
+            return None
+        prefix = f"{user} has no such server "
+        if not (error.log_message or "").startswith(prefix):
+            return None
+        with self._lock:
+            known = self._refusals.get((user, error.log_message[len(prefix):]))
+        if known is None or time.monotonic() - known[0] > self.keep_seconds:
+            return None
+        return known[1], known[2]
+
+
+# one per hub process: the hub's pages ask it (jupyterhub_config.py's template variables)
+REFUSED_STARTS = RefusedStarts()
 
 CATALOGUE_UNREACHABLE = (
     "The TRE's catalogue cannot be reached just now, so your access cannot be checked and the workspace "
@@ -256,17 +302,19 @@ class CatalogueWorkspace(LoggingConfigurable):
 
     async def planned_workspace(self) -> tuple[WorkspaceAccess, WorkspaceImage, WorkspacePlan]:
         """``_planned_workspace``; a refused start leaves no server behind (``_forget_refused``)."""
+        REFUSED_STARTS.forget(self.user.name, self.name)
         try:
             return await self._planned_workspace()
-        except (WorkspaceRefused, CatalogueUnavailable):
-            asyncio.ensure_future(self._forget_refused())
+        except (WorkspaceRefused, CatalogueUnavailable) as refusal:
+            asyncio.ensure_future(self._forget_refused(refusal))
             raise
 
-    async def _forget_refused(self) -> None:
+    async def _forget_refused(self, refusal: web.HTTPError) -> None:
         """Remove the named server a refused start leaves: JupyterHub keeps its row after a failed
         start, and /hub/admin lists it with an "Access Server" that leads to a 403. Once the hub is
         done with the start (it stops the spawner after a failure), the row goes as the hub's own
-        ``DELETE /users/<user>/servers/<name>`` with ``remove`` does it."""
+        ``DELETE /users/<user>/servers/<name>`` with ``remove`` does it; its pages then show the
+        refusal from ``REFUSED_STARTS``."""
         for _ in range(600):
             if not (self._start_pending or self._stop_pending):
                 break
@@ -277,6 +325,7 @@ class CatalogueWorkspace(LoggingConfigurable):
         if not self.name or self.active or user.spawners.get(self.name) is not self:
             return  # the default server, or started again meanwhile
         self.log.info("Forgetting %s/%s: its start was refused", user.name, self.name)
+        REFUSED_STARTS.remember(user.name, self.name, refusal)
         user.db.delete(self.orm_spawner)
         user.spawners.pop(self.name, None)
         user.db.commit()

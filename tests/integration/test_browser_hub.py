@@ -177,3 +177,9 @@ def test_a_start_refused_on_the_spawn_page_says_why_with_no_retry_and_leaves_no_
     for stock in STOCK_RETRY:
         expect(page.locator("body")).not_to_contain_text(stock)
     wait_for(lambda: "bob-later" not in servers_of(hub, "bob"), 30, "the refused server bob/bob-later to be forgotten")
+    # once its row is gone, the same page (a reload, a slow network) still says why, not "no such server"
+    page.goto(f"{hub.url}/hub/spawn-pending/bob/bob-later")
+    expect(page.locator("#start-refused")).to_have_text(TEXTS["fr-FR"]["refused"])
+    expect(page.locator("#error-message")).to_contain_text(NEXT_YEAR.isoformat())
+    expect(page.locator("#back-home")).to_have_text(TEXTS["fr-FR"]["back"])
+    expect(page.locator("body")).not_to_contain_text("no such server")

@@ -165,12 +165,22 @@ class Prober(threading.Thread):
 
 
 def servers(api: str, headers: dict[str, str]) -> dict[str, dict]:
-    """Every person's server of the storm, by person."""
-    found = {}
-    for user in requests.get(f"{api}/users", headers=headers, timeout=60).json():
-        for server in user.get("servers", {}).values():
-            found[user["name"]] = server
-    return found
+    """Every person's server that is starting or running, by person. The hub's API answers in
+    pages (50 people unless asked for more): without following them, the servers of everyone past
+    the first page were never seen (the load benchmark's starters, signed up after 200 browsers,
+    looked done at once)."""
+    found, offset = {}, 0
+    while True:
+        reply = requests.get(f"{api}/users", params={"state": "active", "offset": offset, "limit": 200},
+                             headers={**headers, "Accept": "application/jupyterhub-pagination+json"}, timeout=60)
+        reply.raise_for_status()
+        page = reply.json()
+        for user in page["items"]:
+            for server in user.get("servers", {}).values():
+                found[user["name"]] = server
+        if not page["_pagination"].get("next"):
+            return found
+        offset = page["_pagination"]["next"]["offset"]
 
 
 def run_storm(hub: Hub, token: str, kind: str, people: list[str], names: dict[str, str], limit: float) -> Storm:

@@ -1,15 +1,20 @@
 """Load: N signed-in people (200 by default) browse the catalogue and egress pages and the egress
 API while 20 workspaces start; latency per endpoint against the same requests with no load.
 
-    .venv/bin/python benchmarks/load.py [--people 200] [--starts 20] [--rounds 30] [--think 1] [--idle-rounds 20]
+    .venv/bin/python benchmarks/load.py [--people 200] [--starts 20] [--think 5] [--pages 200] [--idle-rounds 20]
 
 Everything is on loopback, on a hub of its own (free ports, its own state folder and instance
-label, removed at the end), and every loop is bounded: each person makes rounds of the endpoints
-below, ``--think`` seconds apart, until the starts are done or after ``--rounds`` rounds. First the idle figures: one person, one request at a time,
-``--idle-rounds`` rounds, nothing starting. Then the load: every person's rounds at once while
-``--starts`` workspaces start through the hub's API. Prints p50/p95/p99, errors and 5xx per
-endpoint, and the ratio of the loaded p95 to the idle p95 (goal: at most 3, no error, no 5xx).
-The machine's load average is printed with the figures: other work skews them.
+label, removed at the end), and every loop is bounded. First the idle figures: one person, one
+request at a time, ``--idle-rounds`` rounds of the endpoints below, nothing starting. Then the load:
+``--starts`` workspaces start through the hub's API while every person browses as people do, one
+page at a time, reading each for a random time around ``--think`` seconds (from half to one and a
+half times it; the first page within the first ``--think`` seconds, so that they do not all click
+at the same instant), going round the endpoints, until the starts are done (at least one page
+each, at most ``--pages``). 200 people reading each page 5 s on average ask for about 40 pages a
+second, more than a TRE's 200 signed-in researchers do. Prints the pages asked for each second,
+p50/p95/p99, errors and 5xx per endpoint, and the ratio of the loaded p95 to the idle p95 (goal:
+at most 3, no error, no 5xx). The machine's load average is printed with the figures: other work
+skews them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import sys
 import time
@@ -68,35 +74,43 @@ async def sign_in(url: str, username: str, password: str) -> aiohttp.ClientSessi
     return session
 
 
+async def one_request(url: str, session: aiohttp.ClientSession, name: str, figures: Figures) -> None:
+    began = time.perf_counter()
+    try:
+        async with session.get(url + ENDPOINTS[name], allow_redirects=False) as reply:
+            await reply.read()
+            status = reply.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        figures.errors[name] += 1
+        return
+    figures.latencies_ms[name].append((time.perf_counter() - began) * 1000)
+    if status >= 500:
+        figures.server_errors[name] += 1
+    if status != 200:  # a redirect to sign in again counts: the person did not get the page
+        figures.errors[name] += 1
+
+
 async def one_round(url: str, session: aiohttp.ClientSession, figures: Figures) -> None:
-    for name, path in ENDPOINTS.items():
-        began = time.perf_counter()
-        try:
-            async with session.get(url + path, allow_redirects=False) as reply:
-                await reply.read()
-                status = reply.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            figures.errors[name] += 1
-            continue
-        figures.latencies_ms[name].append((time.perf_counter() - began) * 1000)
-        if status >= 500:
-            figures.server_errors[name] += 1
-        if status != 200:  # a redirect to sign in again counts: the person did not get the page
-            figures.errors[name] += 1
+    for name in ENDPOINTS:
+        await one_request(url, session, name, figures)
 
 
-async def browse(url: str, sessions: list[aiohttp.ClientSession], rounds: int, think: float, figures: Figures,
-                 starts: asyncio.Task) -> None:
-    """Each person browses round after round, reading each for ``think`` s, while the starts
-    are under way: at least one round, at most ``rounds``."""
-    async def person(session: aiohttp.ClientSession) -> None:
-        for done in range(rounds):
+async def browse(url: str, sessions: list[aiohttp.ClientSession], pages: int, think: float, figures: Figures,
+                 starts: asyncio.Task, rng: random.Random) -> None:
+    """Each person reads a page for a random time around ``think`` s, then opens the next one,
+    round the endpoints (each person from another one), while the starts are under way: at
+    least one page, at most ``pages``."""
+    names = list(ENDPOINTS)
+
+    async def person(index: int, session: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(rng.uniform(0, think))
+        for done in range(pages):
             if done and starts.done():
                 return
-            await one_round(url, session, figures)
-            await asyncio.sleep(think)
+            await one_request(url, session, names[(index + done) % len(names)], figures)
+            await asyncio.sleep(rng.uniform(think / 2, think * 3 / 2))
 
-    await asyncio.gather(*(person(s) for s in sessions))
+    await asyncio.gather(*(person(i, s) for i, s in enumerate(sessions)))
 
 
 async def start_workspaces(url: str, token: str, names: dict[str, str]) -> tuple[float, int]:
@@ -162,10 +176,11 @@ async def run(args: argparse.Namespace, hub, token: str, names: dict[str, str]) 
         loaded = Figures()
         began = time.perf_counter()
         starts = asyncio.create_task(start_workspaces(hub.url, token, starting))
-        await browse(hub.url, sessions, args.rounds, args.think, loaded, starts)
+        await browse(hub.url, sessions, args.pages, args.think, loaded, starts, random.Random(args.seed))
         browsed = time.perf_counter() - began
         seconds, ready = await starts
-        print(f"browsing: {sum(map(len, loaded.latencies_ms.values()))} requests in {browsed:.0f} s; "
+        asked = sum(map(len, loaded.latencies_ms.values())) + sum(loaded.errors.values())
+        print(f"browsing: {asked} pages in {browsed:.0f} s ({asked / browsed:.1f} a second); "
               f"{ready}/{len(starting)} workspaces ready, the last outcome after {seconds:.0f} s", flush=True)
         report(idle, loaded, len(sessions), len(starting))
     finally:
@@ -176,13 +191,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=200, help="people browsing at once")
     parser.add_argument("--starts", type=int, default=20, help="workspaces starting meanwhile")
-    parser.add_argument("--rounds", type=int, default=30,
-                        help="most rounds of every endpoint per person under load; they stop once the starts are done")
-    parser.add_argument("--think", type=float, default=1.0, help="seconds a person reads between rounds")
+    parser.add_argument("--pages", type=int, default=200,
+                        help="most pages per person under load; they stop once the starts are done")
+    parser.add_argument("--think", type=float, default=5.0,
+                        help="seconds a person reads a page, on average (from half to one and a half times it)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the reading times")
     parser.add_argument("--idle-rounds", type=int, default=20, help="rounds of every endpoint with no load")
     args = parser.parse_args()
-    if min(args.people, args.rounds, args.idle_rounds) < 1 or args.starts < 0:
-        parser.error("--people, --rounds and --idle-rounds must be at least 1, --starts at least 0")
+    if min(args.people, args.pages, args.idle_rounds) < 1 or args.starts < 0 or args.think <= 0:
+        parser.error("--people, --pages and --idle-rounds must be at least 1, --starts at least 0, "
+                     "--think more than 0")
     # a stop asked for (timeout, kill) still removes the benchmark's hub, containers and mounts
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     client = docker.from_env(timeout=300)

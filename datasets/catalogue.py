@@ -38,6 +38,11 @@ def known_people(session: Session) -> dict[str, Person]:
     return {p.username: p for p in session.scalars(select(Person))}
 
 
+def is_known(session: Session, username: str) -> bool:
+    """Whether the catalogue knows this person (one row read, not every person's)."""
+    return session.get(Person, username) is not None
+
+
 # --------------------------------------------------------------------------------------------
 # Catalogue files (YAML)
 

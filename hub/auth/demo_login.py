@@ -16,7 +16,7 @@ from traitlets import Unicode
 
 from datasets import audit
 from datasets.audit import AuditAction
-from datasets.catalogue import known_people
+from datasets.catalogue import is_known
 from tre_core.db import session_scope
 from hub.auth.throttle import ThrottledSignIn
 from hub.hardening import QuietVersion
@@ -41,8 +41,8 @@ class DemoAuthenticator(ThrottledSignIn, QuietVersion, Authenticator):
                          details={"method": "demo-password", "remote_ip": remote_ip})
 
     async def check_allowed(self, username, authentication=None):
-        return username in await asyncio.to_thread(self._catalogue_usernames)
+        return await asyncio.to_thread(self._in_catalogue, username)
 
-    def _catalogue_usernames(self) -> set[str]:
+    def _in_catalogue(self, username: str) -> bool:
         with session_scope(self.catalogue_url) as session:
-            return set(known_people(session))
+            return is_known(session, username)

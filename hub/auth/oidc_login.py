@@ -32,7 +32,7 @@ from traitlets import Unicode
 
 from datasets import audit
 from datasets.audit import AuditAction
-from datasets.catalogue import known_people
+from datasets.catalogue import is_known
 from datasets.identity import IdentityRefused, bind_subject, check_assurance, sign_in_claims
 from tre_core.db import session_scope
 from tre_core.i18n import negotiate, translate
@@ -298,7 +298,7 @@ class TREOIDCAuthenticator(ThrottledSignIn, QuietVersion, GenericOAuthenticator)
         username = model["name"]
         subject = (model.get("auth_state") or {}).get(self.user_auth_state_key, {}).get("sub")
         self.check_throttle(handler, username)
-        if username not in await asyncio.to_thread(self._catalogue_usernames):
+        if not await asyncio.to_thread(self._in_catalogue, username):
             self.log.warning("Sign-in refused: %s (subject %s) is not in the catalogue", username, subject)
             await self._refuse(username, {"reason": "unknown-person", "subject": subject, "remote_ip": remote_ip})
             refused = SignOnRefused(403, translate(language, UNKNOWN_PERSON, provider=self.login_service, username=username))
@@ -332,8 +332,8 @@ class TREOIDCAuthenticator(ThrottledSignIn, QuietVersion, GenericOAuthenticator)
 
     async def check_allowed(self, username, auth_model):
         """The catalogue alone decides; the provider's groups and claims grant nothing."""
-        return username in await asyncio.to_thread(self._catalogue_usernames)
+        return await asyncio.to_thread(self._in_catalogue, username)
 
-    def _catalogue_usernames(self) -> set[str]:
+    def _in_catalogue(self, username: str) -> bool:
         with session_scope(self.catalogue_url) as session:
-            return set(known_people(session))
+            return is_known(session, username)

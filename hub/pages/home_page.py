@@ -29,9 +29,8 @@ from sqlalchemy import func, select
 from tornado import web
 
 from datasets.access import AccessRefused, ProjectSummary, is_accredited_checker, projects_of
-from datasets.catalogue import known_people
 from datasets.messages import explain
-from datasets.models import AnalysisImage, AuditHead, ImageStatus
+from datasets.models import AnalysisImage, AuditHead, ImageStatus, Person
 from datasets.quotas import ProjectStorage, Usage, human
 from hub.pages.page_language import browser_language
 from tre_core.db import session_scope
@@ -145,7 +144,7 @@ class HomePageSource(_Texts):
             cached = self._cache.get(username)
             if cached and cached[1] == mark and time.monotonic() - cached[0] < self.ttl_seconds:
                 return cached[2]
-            person = known_people(session).get(username)
+            person = session.get(Person, username)  # one row, not every person of the catalogue
             page = HomePage(projects=projects_of(session, username, today),
                             is_steward=bool(person and (person.is_data_steward or person.is_admin)),
                             is_checker=is_accredited_checker(session, username, today),

@@ -234,18 +234,22 @@ class PanelPage(Page):
         "frame-ancestors 'none'", "frame-ancestors 'self'")}
 
     async def get(self) -> None:
-        add = self.get_query_argument("add", "")
-        await self.show_panel(self.get_query_argument("project", ""), typed={"path": add} if add else {})
+        adds = [path for path in self.get_query_arguments("add") if path.strip()]
+        await self.show_panel(self.get_query_argument("project", ""), typed={"paths": adds} if adds else {})
 
     async def post(self) -> None:
-        """Add the chosen file; a new request is created first when none is chosen. Refused: the
-        panel again, the message beside its field, everything typed kept (and a request created on
-        the way chosen, so that sending again does not create another)."""
+        """Add the chosen files, in order, to one request; a new request is created first when
+        none is chosen. Refused: the panel again, the message beside its field, everything typed
+        kept, the files added before the refused one said added, the refused one and those after
+        it still in the form (and a request created on the way chosen, so that sending again
+        neither creates another nor adds a file twice)."""
         arg, airlock = self.get_body_argument, self.site.airlock
         project = arg("project", "")
-        typed = {name: values[0].decode(errors="replace") for name, values in self.request.body_arguments.items()
-                 if name != "_xsrf"}
+        typed: dict[str, Any] = {name: values[0].decode(errors="replace")
+                                 for name, values in self.request.body_arguments.items() if name not in ("_xsrf", "path")}
+        paths = [path for path in self.get_body_arguments("path") if path.strip()] or [""]
         chosen, field = arg("request", ""), "title"
+        added: list[int] = []
         try:
             if chosen:
                 field = "request"
@@ -254,8 +258,9 @@ class PanelPage(Page):
                 rid = await self.act(airlock.create, project, arg("title", ""))
                 typed["request"] = str(rid)
             field = "path"
-            file_id = await self.act(airlock.add_file, rid, arg("path", ""), arg("group", ""), arg("kind", ""),
-                                     arg("context", "") or None, arg("controls", "") or None)
+            for path in paths:
+                added.append(await self.act(airlock.add_file, rid, path, arg("group", ""), arg("kind", ""),
+                                            arg("context", "") or None, arg("controls", "") or None))
         except HTTPError as refused:
             if refused.status_code not in (400, 403, 409):
                 raise
@@ -263,20 +268,23 @@ class PanelPage(Page):
                 field = "form"  # not this person's to do: said above the button
             elif refused.status_code == 409 and chosen:
                 field = "request"  # the request was submitted (or withdrawn) meanwhile: choose another
-            await self.show_panel(project, refused.status_code, typed=typed,
+            typed["paths"] = paths[len(added):]
+            await self.show_panel(project, refused.status_code, typed=typed, added=added,
                                   problems={getattr(refused, "field", None) or field: refused.log_message % refused.args})
             return
-        self.see_other("panel", project=project, added=str(file_id))
+        self.see_other("panel", project=project, added=",".join(map(str, added)))
 
     async def show_panel(self, project: str, status: int = 200, problems: dict[str, str] | None = None,
-                         typed: dict[str, str] | None = None) -> None:
+                         typed: dict[str, Any] | None = None, added: list[int] | None = None) -> None:
+        """The panel; ``added``: the files just added (by default those the query names), each
+        said with its request and its checks' outcome."""
         views = await self.act(self.site.airlock.list_requests)
         mine = [v for v in views if v.author == self.username and v.project == project and v.state in PANEL_STATES]
-        added = self.get_query_argument("added", "")
-        added_file = next((f for v in mine for f in v.files if str(f.id) == added), None)
-        added_to = next((v for v in mine if added_file in v.files), None)
+        if added is None:
+            added = [int(i) for i in self.get_query_argument("added", "").split(",") if i.strip().isdigit()]
+        just_added = [(f, v) for i in added for v in mine for f in v.files if f.id == i]
         self.show("panel.html", status, project=project, requests=mine,
-                  editable=[v for v in mine if v.may_edit], added_file=added_file, added_to=added_to,
+                  editable=[v for v in mine if v.may_edit], just_added=just_added,
                   problems=problems or {}, typed=typed or {})
 
 

@@ -2,7 +2,8 @@
 the session's hub, in French: alice right-clicks a table in her workspace's file browser, chooses
 "Ajouter à une demande d’export…", and the export panel (the egress review's page in JupyterLab's
 sidebar) creates a request with it and shows its automatic checks at once: a count of 3 fails,
-before anything is submitted. A second file goes into the same request from the same menu."""
+before anything is submitted. A second file goes into the same request from the same menu, then
+two more chosen together (Ctrl+click) in one go."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def tables_in_project(hub):
     for folder in (outputs.parent, outputs):
         os.chown(folder, 1000, 100)
     written = []
-    for name, text in (("lab_small_counts.csv", SMALL), ("lab_counts.csv", FINE)):
+    for name, text in (("lab_small_counts.csv", SMALL), ("lab_counts.csv", FINE), ("lab_ages.csv", FINE),
+                       ("lab_sexes.csv", FINE)):
         (outputs / name).write_text(text, encoding="utf-8")
         os.chown(outputs / name, 1000, 100)
         written.append(outputs / name)
@@ -82,8 +84,23 @@ def test_add_to_export_request_from_jupyterlab_shows_the_checks_before_submittin
         panel.locator("#panel-add").click()
         expect(panel.locator("#panel-added")).to_have_attribute("data-outcome", "pass", timeout=PAGE_MS)
         request = panel.locator(f'.panel-request[data-request="{created}"]')
-        page.screenshot(path=str(SHOTS / "lab-export-panel.png"))
         expect(request.locator(".panel-file")).to_have_count(2)
+
+        # two files chosen together go in together: both in the form, both added, both said
+        listing.filter(has_text=re.compile(r"^lab_ages\.csv$")).click()
+        sexes = listing.filter(has_text=re.compile(r"^lab_sexes\.csv$"))
+        sexes.click(modifiers=["Control"])
+        sexes.click(button="right")
+        page.locator(".lm-Menu-itemLabel", has_text="Ajouter à une demande d’export…").click()
+        expect(panel.locator("#panel-path")).to_have_value("outputs/lab_ages.csv", timeout=PAGE_MS)
+        expect(panel.locator("#panel-path-2")).to_have_value("outputs/lab_sexes.csv")
+        panel.locator("#panel-add").click()
+        said = panel.locator(".panel-added")
+        expect(said).to_have_count(2, timeout=PAGE_MS)
+        expect(said.nth(0)).to_have_attribute("data-path", "outputs/lab_ages.csv")
+        expect(said.nth(1)).to_have_attribute("data-path", "outputs/lab_sexes.csv")
+        page.screenshot(path=str(SHOTS / "lab-export-panel.png"))
+        expect(request.locator(".panel-file")).to_have_count(4)
         expect(request.locator(".request-state")).to_have_attribute("data-state", "draft")
     finally:
         if created is not None:  # the draft goes: other tests count what waits

@@ -545,6 +545,40 @@ def test_jupyterlabs_panel_keeps_a_request_created_before_a_refused_file(service
     assert len(airlock.list_requests("alice")) == 1
 
 
+def test_jupyterlabs_panel_adds_files_chosen_together_and_keeps_those_after_a_refused_one(service, tmp_path):
+    base, airlock = service
+    outputs = tmp_path / "workspaces" / "cardio-risk" / "shared" / "outputs"
+    for name in ("ages.csv", "sexes.csv", "regions.csv"):
+        (outputs / name).write_text("group,patients\nA,30\nB,41\n")
+    alice = browser(base, "alice")
+    chosen = ["outputs/ages.csv", "outputs/missing.csv", "outputs/sexes.csv"]
+    page = alice.get(base + "panel", params=[("project", "cardio-risk"), *(("add", p) for p in chosen)])
+    form = BeautifulSoup(page.text, "html.parser").find(id="panel-add-form")
+    assert [i["value"] for i in form.select('input[name="path"]')] == chosen
+    assert form.find(id="panel-path")["value"] == chosen[0] and form.find(id="panel-path-3")["value"] == chosen[2]
+    fields = {"project": "cardio-risk", "request": "", "title": "By group", "group": "Table 1", "kind": "output",
+              "_xsrf": xsrf_of(page)}
+    refused = alice.post(base + "panel", data={**fields, "path": chosen})
+    soup = BeautifulSoup(refused.text, "html.parser")
+    (created,) = airlock.list_requests("alice")
+    # the file before the refused one is in, and said so; the refused one and the next stay in the form
+    assert refused.status_code == 400 and soup.find(id="problem-path") is not None
+    assert [f.path for f in airlock.get("alice", created.id).files] == ["outputs/ages.csv"]
+    assert [d["data-path"] for d in soup.select(".panel-added")] == ["outputs/ages.csv"]
+    assert [i["value"] for i in soup.select('#panel-add-form input[name="path"]')] == chosen[1:]
+    assert soup.select_one("#panel-request option[selected]")["value"] == str(created.id)
+    # corrected, sent again: the rest goes into the same request, each said with its checks
+    added = alice.post(base + "panel", data={**fields, "request": str(created.id),
+                                             "path": ["outputs/regions.csv", "outputs/sexes.csv"]})
+    soup = BeautifulSoup(added.text, "html.parser")
+    assert [(d["data-path"], d["data-outcome"]) for d in soup.select(".panel-added")] == [
+        ("outputs/regions.csv", "pass"), ("outputs/sexes.csv", "pass")]
+    assert soup.find(id="panel-add-form") is None
+    assert [f.path for f in airlock.get("alice", created.id).files] == [
+        "outputs/ages.csv", "outputs/regions.csv", "outputs/sexes.csv"]
+    assert len(airlock.list_requests("alice")) == 1
+
+
 def test_jupyterlabs_panel_says_where_a_refusal_comes_from(service, monkeypatch):
     base, airlock = service
     alice = browser(base, "alice")

@@ -85,17 +85,17 @@ class ExportPanel extends Widget {
     this.pending = null;
   }
 
-  address(path) {
+  address(paths) {
     const query = new URLSearchParams({ project: this.project || '' });
-    if (path) {
-      query.set('add', path);
+    for (const path of paths || []) {
+      query.append('add', path);
     }
     return URLExt.join(this.base, 'panel') + '?' + query.toString();
   }
 
-  /** Show the panel's page, with a file chosen for adding when one is given. */
-  load(path) {
-    this.frame.src = this.address(path);
+  /** Show the panel's page, with the files chosen for adding when some are given. */
+  load(paths) {
+    this.frame.src = this.address(paths);
   }
 
   onAfterShow() {
@@ -122,24 +122,23 @@ const plugin = {
     // On the right: the file browser stays open on the left while files are added.
     app.shell.add(panel, 'right', { rank: 950 });
 
-    const chosenFile = () => {
-      const files = Array.from(browser.selectedItems()).filter(m => m.type !== 'directory');
-      return files.length ? files[0].path : null;
-    };
+    // Every file selected in the file browser (folders are left out): one request gets them all.
+    const chosenFiles = () =>
+      Array.from(browser.selectedItems()).filter(m => m.type !== 'directory').map(m => m.path);
 
     app.commands.addCommand(COMMAND, {
       label: words.add,
       caption: words.add,
-      isEnabled: () => chosenFile() !== null,
+      isEnabled: () => chosenFiles().length > 0,
       execute: () => {
-        const path = chosenFile();
-        if (path === null) {
+        const paths = chosenFiles();
+        if (!paths.length) {
           return;
         }
         if (panel.isVisible) {
-          panel.load(path);
+          panel.load(paths);
         } else {
-          panel.pending = path;
+          panel.pending = paths;
           app.shell.activateById(PANEL_ID);
         }
       }

@@ -247,7 +247,7 @@ def approve(session: Session, steward: str, slug: str, *, approval_reference: st
                               spec=requested_data.request_data(GrantSpec.from_json(asked)) if asked else None)
         except SpecError as refused:
             raise WorkflowError("What the application asks of {dataset} does not fit its newest version ({reason}); "
-                                "amend the request first.", dataset=dataset, reason=str(refused)) from None
+                                "amend the request first.", dataset=dataset, reason=refused.message) from None
         if grant.spec is not None:
             granted[dataset] = grant.spec
     details = {"approval_reference": approval_reference, "datasets": project.requested_datasets,

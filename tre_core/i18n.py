@@ -45,7 +45,10 @@ def _messages(language: str) -> dict[str, str]:
 
 
 def translate(language: str, message: str, **params: object) -> str:
-    """``message`` in ``language`` (the English text is the msgid), with ``{name}`` filled in."""
+    """``message`` in ``language`` (the English text is the msgid), with ``{name}`` filled in; a
+    parameter that is itself a ``Message`` (a reason inside a refusal) is said in that language too."""
+    params = {name: value.said_in(language) if isinstance(value, Message) else value
+              for name, value in params.items()}
     return _messages(language).get(message, message).format(**params)
 
 

@@ -164,3 +164,20 @@ def test_an_approved_project_runs_for_the_period_approved_and_is_not_approved_tw
         assert (project.starts_on, project.ends_on) == (dt.date(2026, 11, 1), dt.date(2027, 10, 31))
     with pytest.raises(workflow.WorkflowError, match="decided already"):
         approve(catalogue_url, starts_on=dt.date(2026, 12, 1))
+
+
+def test_an_application_that_no_longer_fits_the_newest_version_is_refused_in_the_persons_language(catalogue_url):
+    apply(catalogue_url)
+    with session_scope(catalogue_url) as session:  # as asked of an older version that had this column
+        project = session.get(Project, "stroke-care")
+        project.requested_specs = {"hospital_stays": None,
+                                   "claims": {"tables": {"claims": ["patient_id", "gone_column"]}}}
+    with pytest.raises(workflow.WorkflowError) as refused:
+        approve(catalogue_url)
+    english, french = str(refused.value), refused.value.said_in("fr")
+    assert english.startswith("What the application asks of claims does not fit its newest version (The dataset")
+    # the reason inside is French too, not the English one in a French sentence
+    reason = french[french.index("(") + 1:french.rindex(")")]
+    assert reason.startswith("Le jeu de données") and "dataset" not in french, french
+    with session_scope(catalogue_url) as session:
+        assert session.get(Project, "stroke-care").status == ProjectStatus.REQUESTED

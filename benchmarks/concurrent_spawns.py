@@ -274,7 +274,7 @@ def quiet_start_cpu_seconds(hub: Hub, token: str, client: docker.DockerClient, p
 
 def load_people(hub: Hub, count: int) -> dict[str, str]:
     """Load the benchmark's people and projects into the hub's catalogue; returns person -> project."""
-    settings = TRESettings(home=hub.home)
+    settings = TRESettings(home=hub.home, database_url=hub.env.get("TRE_DATABASE_URL"))
     with session_scope(settings.catalogue_url) as session:
         load_catalogue(session, benchmark_catalogue(count, dt.date.today()), settings.data_root)
     # their extracts, as the extraction service builds them once grants are in force: without them

@@ -2,9 +2,12 @@
 API while 20 workspaces start; latency per endpoint against the same requests with no load.
 
     .venv/bin/python benchmarks/load.py [--people 200] [--starts 20] [--think 5] [--pages 200] [--idle-rounds 20]
+                                        [--database postgresql|sqlite]
 
 Everything is on loopback, on a hub of its own (free ports, its own state folder and instance
-label, removed at the end), and every loop is bounded. First the idle figures: one person, one
+label, removed at the end), and every loop is bounded. The hub's own state and the catalogue are in
+PostgreSQL, as the Ansible deployment runs them (two fresh databases on the test server,
+``TRE_TEST_POSTGRES_URL``, dropped at the end), or with ``--database sqlite`` in the demo's files. First the idle figures: one person, one
 request at a time, ``--idle-rounds`` rounds of the endpoints below, nothing starting. Then the load:
 ``--starts`` workspaces start through the hub's API while every person browses as people do, one
 page at a time, reading each for a random time around ``--think`` seconds (from half to one and a
@@ -37,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.concurrent_spawns import load_people, percentile, servers, stop_everyone  # noqa: E402
 from benchmarks.spawn import benchmark_hub  # noqa: E402
+from tests.integration.databases import Databases  # noqa: E402
 
 ENDPOINTS = {
     "hub home": "/hub/home",
@@ -196,6 +200,8 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=5.0,
                         help="seconds a person reads a page, on average (from half to one and a half times it)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the reading times")
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql",
+                        help="where the hub's state and the catalogue are: PostgreSQL as deployed, or the demo's SQLite")
     parser.add_argument("--idle-rounds", type=int, default=20, help="rounds of every endpoint with no load")
     args = parser.parse_args()
     if min(args.people, args.pages, args.idle_rounds) < 1 or args.starts < 0 or args.think <= 0:
@@ -204,17 +210,25 @@ def main() -> None:
     # a stop asked for (timeout, kill) still removes the benchmark's hub, containers and mounts
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     client = docker.from_env(timeout=300)
-    print(f"{args.people} people, {args.starts} starts, {os.cpu_count()} cores, load average before "
-          f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
-    hub, token = benchmark_hub(client, "project", {"TRE_BENCH_KEEP_SERVICES": "1"})
+    print(f"{args.people} people, {args.starts} starts, {os.cpu_count()} cores, databases: {args.database}, "
+          f"load average before {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
+    databases = Databases() if args.database == "postgresql" else None
     try:
-        names = load_people(hub, args.people + args.starts)
-        hub.start_process()
-        asyncio.run(run(args, hub, token, names))
-        starting = list(names)[:args.starts]
-        stop_everyone(hub, token, starting, names)
+        settings = {"TRE_BENCH_KEEP_SERVICES": "1"}
+        if databases:
+            settings.update(TRE_DATABASE_URL=databases.url("tre"), TRE_HUB_DATABASE_URL=databases.url("hub"))
+        hub, token = benchmark_hub(client, "project", settings)
+        try:
+            names = load_people(hub, args.people + args.starts)
+            hub.start_process()
+            asyncio.run(run(args, hub, token, names))
+            starting = list(names)[:args.starts]
+            stop_everyone(hub, token, starting, names)
+        finally:
+            hub.close()
     finally:
-        hub.close()
+        if databases:
+            databases.drop()
     print(f"load average after {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

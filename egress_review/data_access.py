@@ -8,9 +8,10 @@ of the catalogue's access module (``datasets.access``), the one place that answe
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from datasets.models import Dataset, Extract, ExtractStatus, Membership, Person, Project
@@ -41,8 +42,20 @@ def locked(session: Session, request_id: int) -> ExportRequest | None:
                            .execution_options(populate_existing=True)).scalar_one_or_none()
 
 
-def all_requests(session: Session) -> list[ExportRequest]:
-    return list(session.scalars(select(ExportRequest).order_by(ExportRequest.id.desc())))
+def requests_for(session: Session, *, everything: bool, projects: Collection[str],
+                 submitted_outside: Collection[str] | None, author_not: str) -> list[ExportRequest]:
+    """Newest first: every request when ``everything``; else those of ``projects`` and, when
+    ``submitted_outside`` is given, the submitted ones (no draft) of any project not in it and not
+    written by ``author_not``. It narrows what is read (a page must not read the whole history of
+    every project's requests); whether each may be seen is ``permissions.may_view``'s to say."""
+    query = select(ExportRequest).order_by(ExportRequest.id.desc())
+    if not everything:
+        seen = ExportRequest.project_slug.in_(sorted(projects))
+        if submitted_outside is not None:
+            seen = or_(seen, and_(ExportRequest.state != RequestState.DRAFT, ExportRequest.author != author_not,
+                                  ExportRequest.project_slug.not_in(sorted(submitted_outside))))
+        query = query.where(seen)
+    return list(session.scalars(query))
 
 
 def move(session: Session, request: ExportRequest, to: RequestState, **values: Any) -> bool:

@@ -95,8 +95,11 @@ class AirlockReader:
     def list_requests(self, username: str) -> list[RequestView]:
         def read(session: Session) -> list[RequestView]:
             actor, today = self.actor(session, username), self.today()
-            return [view_of(session, actor, r, today) for r in db.all_requests(session)
-                    if permissions.may_view(actor, facts(r), today)]
+            reviews = actor.checker_until is not None and actor.accredited_on(today)
+            candidates = db.requests_for(session, everything=actor.is_admin, projects=actor.projects,
+                                         submitted_outside=actor.projects | actor.ties if reviews else None,
+                                         author_not=username)
+            return [view_of(session, actor, r, today) for r in candidates if permissions.may_view(actor, facts(r), today)]
         return self._tx(read)
 
     def get(self, username: str, request_id: int) -> RequestView:

@@ -12,7 +12,6 @@ hold exactly one. A person signed in through one replica is signed in on the oth
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 import threading
@@ -22,8 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select, text
 
 from datasets import audit
 from tre_core.db import engine_for, session_scope
@@ -31,8 +29,8 @@ from datasets.models import AuditEvent
 from egress_review import release
 from egress_review.models import Release, Review
 from egress_review.store import sha256_of
-from tests.conftest import POSTGRES_ADMIN_URL, drop_database
 from tests.integration.conftest import Hub, free_port, wait_for
+from tests.integration.databases import Databases
 from tests.integration.test_egress import api_token, egress_pid
 
 pytestmark = pytest.mark.integration
@@ -40,27 +38,6 @@ pytestmark = pytest.mark.integration
 PREFIX = "/services/egress/"
 TABLE = "region,readmissions\n11,42\n84,37\n93,25\n"
 ROUNDS = 8
-
-
-class Databases:
-    """Two fresh PostgreSQL databases, the hub's and the TRE's, dropped by ``drop``."""
-
-    def __init__(self) -> None:
-        self.admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        tag = secrets.token_hex(4)
-        self.names = {"hub": f"tre_hub_{tag}", "tre": f"tre_replicas_{tag}"}
-        with self.admin.connect() as connection:
-            for name in self.names.values():
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def url(self, which: str) -> str:
-        return make_url(POSTGRES_ADMIN_URL).set(database=self.names[which]).render_as_string(hide_password=False)
-
-    def drop(self) -> None:
-        for which, name in self.names.items():
-            engine_for(self.url(which)).dispose()
-            drop_database(self.admin, name)
-        self.admin.dispose()
 
 
 class Replica:

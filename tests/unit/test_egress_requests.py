@@ -64,6 +64,27 @@ def test_a_request_from_draft_to_release_is_audited_act_by_act(airlock, catalogu
         assert audit.verify(session).ok
 
 
+def test_each_person_lists_what_they_may_see_and_reads_no_more(airlock, catalogue_url):
+    from egress_review import data_access as db
+
+    submitted = submitted_request(airlock)
+    draft = airlock.create("alice", "cardio-risk", "Not yet")
+    (airlock.workspaces_root / "diabetes-outcomes" / "shared" / "outputs" / "t.csv").write_text(TABLE)
+    bobs = airlock.create("bob", "diabetes-outcomes", "Bob's draft")
+    listed = {who: [r.id for r in airlock.list_requests(who)] for who in ("alice", "erin", "bob", "carol", "admin")}
+    assert listed == {"alice": [draft, submitted], "erin": [draft, submitted],  # members see drafts
+                      "bob": [bobs], "carol": [submitted],  # a checker: submitted, outside her ties
+                      "admin": [bobs, draft, submitted]}
+    # what is read from the database for a researcher is their projects' requests, not every project's
+    with session_scope(catalogue_url) as session:
+        read = db.requests_for(session, everything=False, projects={"diabetes-outcomes"}, submitted_outside=None,
+                               author_not="bob")
+        assert [r.id for r in read] == [bobs]
+        for_checker = db.requests_for(session, everything=False, projects=set(), author_not="carol",
+                                      submitted_outside={"diabetes-outcomes"})
+        assert [r.id for r in for_checker] == [submitted]
+
+
 def test_no_one_reviews_their_own_or_their_projects_request(airlock):
     request = submitted_request(airlock)
     with pytest.raises(Forbidden, match="member of project cardio-risk"):  # erin: checker and member

@@ -46,9 +46,13 @@ def sign_in_as(page: Page, hub, username: str) -> None:
 
 
 def servers_of(hub, username: str) -> dict:
+    """Every server row the hub keeps for the person, stopped and failed ones included (without
+    ``include_stopped_servers`` the API lists only active servers, and a refused start's row, kept
+    until it is forgotten, would look gone at once)."""
     admin = hub.login("admin")
     headers = {"X-XSRFToken": hub_xsrf(admin), "Referer": f"{hub.url}/hub/home"}
-    return admin.get(f"{hub.url}/hub/api/users/{username}", headers=headers).json().get("servers", {})
+    return admin.get(f"{hub.url}/hub/api/users/{username}", params={"include_stopped_servers": "1"},
+                     headers=headers).json().get("servers", {})
 
 
 @pytest.mark.parametrize("locale", ["en-GB", "fr-FR"])

@@ -52,14 +52,15 @@ def test_the_memory_is_bounded_and_keeps_the_newest():
 
 
 def render_error(starts: RefusedStarts, accept_language: str, exception: Exception, user: str = "bob") -> BeautifulSoup:
-    """The hub's error.html over a stand-in for JupyterHub's (its two blocks), as the hub renders it."""
+    """The hub's 404 page (ours, over our error.html, over a stand-in for JupyterHub's with its two
+    blocks), as the hub renders it for "no such server"."""
     env = Environment(loader=ChoiceLoader([
         FileSystemLoader(TEMPLATES),
         DictLoader({"templates/error.html": "{% block h1_error %}{% endblock %}{% block error_detail %}{% endblock %}"}),
     ]), autoescape=True)
     request = SimpleNamespace(headers={"Accept-Language": accept_language})
     static_url = SimpleNamespace(__self__=SimpleNamespace(request=request))
-    html = env.get_template("error.html").render(
+    html = env.get_template("404.html").render(
         static_url=static_url, base_url="/hub/", user=SimpleNamespace(name=user), exception=exception,
         status_code=404, status_message="Not Found", message=exception.log_message, message_html="",
         extra_error_html="", tre=HomePageSource("sqlite://"), tre_refused_starts=starts)
@@ -74,9 +75,12 @@ def test_the_error_page_of_a_forgotten_refusal_says_why_in_the_browser_language(
     assert page.find(id="error-message").get_text(strip=True) == REFUSAL
     assert page.find(id="back-home")["href"] == "/hub/home"
     assert "no such server" not in page.get_text()
-    # another person's 404 for the same name stays the hub's 404
+    # another person's 404 for the same name stays the hub's 404 page
     other = render_error(starts, "en-GB", no_such_server("alice", "bob-later"), user="alice")
-    assert other.find(id="start-refused") is None and "no such server" in other.get_text()
+    assert other.find(id="start-refused") is None and other.find(id="error-message") is None
+    assert "Jupyter has lots of moons" in other.get_text()
+    french_other = render_error(starts, "fr-FR", no_such_server("alice", "x"), user="alice")
+    assert "Jupyter a bien des lunes" in french_other.get_text()
 
 
 def test_a_forgotten_unreachable_catalogue_offers_to_start_again():

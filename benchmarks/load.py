@@ -7,8 +7,10 @@ API while 20 workspaces start; latency per endpoint against the same requests wi
 Everything is on loopback, on a hub of its own (free ports, its own state folder and instance
 label, removed at the end), and every loop is bounded. The hub's own state and the catalogue are in
 PostgreSQL, as the Ansible deployment runs them (two fresh databases on the test server,
-``TRE_TEST_POSTGRES_URL``, dropped at the end), or with ``--database sqlite`` in the demo's files. First the idle figures: one person, one
-request at a time, ``--idle-rounds`` rounds of the endpoints below, nothing starting. Then the load:
+``TRE_TEST_POSTGRES_URL``, dropped at the end), or with ``--database sqlite`` in the demo's files.
+
+First the idle figures: one person, one request at a time, ``--idle-rounds`` rounds of the
+endpoints below, nothing starting. Then the load:
 ``--starts`` workspaces start through the hub's API while every person browses as people do, one
 page at a time, reading each for a random time around ``--think`` seconds (from half to one and a
 half times it; the first page within the first ``--think`` seconds, so that they do not all click

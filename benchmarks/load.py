@@ -59,6 +59,7 @@ class Figures:
     latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in ENDPOINTS})
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDPOINTS, 0))
     server_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDPOINTS, 0))
+    asked: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDPOINTS, 0))
 
 
 async def sign_in(url: str, username: str, password: str) -> aiohttp.ClientSession:
@@ -81,6 +82,7 @@ async def sign_in(url: str, username: str, password: str) -> aiohttp.ClientSessi
 
 
 async def one_request(url: str, session: aiohttp.ClientSession, name: str, figures: Figures) -> None:
+    figures.asked[name] += 1
     began = time.perf_counter()
     try:
         async with session.get(url + ENDPOINTS[name], allow_redirects=False) as reply:
@@ -185,7 +187,7 @@ async def run(args: argparse.Namespace, hub, token: str, names: dict[str, str]) 
         await browse(hub.url, sessions, args.pages, args.think, loaded, starts, random.Random(args.seed))
         browsed = time.perf_counter() - began
         seconds, ready = await starts
-        asked = sum(map(len, loaded.latencies_ms.values())) + sum(loaded.errors.values())
+        asked = sum(loaded.asked.values())
         print(f"browsing: {asked} pages in {browsed:.0f} s ({asked / browsed:.1f} a second); "
               f"{ready}/{len(starting)} workspaces ready, the last outcome after {seconds:.0f} s", flush=True)
         report(idle, loaded, len(sessions), len(starting))

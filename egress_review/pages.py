@@ -281,7 +281,8 @@ class PanelPage(Page):
         views = await self.act(self.site.airlock.list_requests)
         mine = [v for v in views if v.author == self.username and v.project == project and v.state in PANEL_STATES]
         if added is None:
-            added = [int(i) for i in self.get_query_argument("added", "").split(",") if i.strip().isdigit()]
+            added = [int(i) for i in self.get_query_argument("added", "").split(",")
+                     if i.strip().isascii() and i.strip().isdigit()]
         just_added = [(f, v) for i in added for v in mine for f in v.files if f.id == i]
         self.show("panel.html", status, project=project, requests=mine,
                   editable=[v for v in mine if v.may_edit], just_added=just_added,

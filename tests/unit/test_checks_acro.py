@@ -89,3 +89,20 @@ def test_acro_results_json_is_read_and_its_verdicts_agree(acro, rows, tmp_path):
     theirs = {RULES[k]: {tuple(c) for c in v} for k, v in found["output_0"].details["acro_cells"].items()}
     assert theirs == ours(crosstab(rows.region, rows.sex))
     assert crosstab(rows.region, rows.sex).status == FAIL
+
+
+@pytest.mark.parametrize("text", [
+    '{"results": {"results": "{}}"}}',  # an output that is a string (found by fuzzing)
+    '{"results": {"a": {"files": [{"sdc": {"cells": {"threshold": 3}}}]}}}',  # positions not a list
+    '{"results": {"a": {"files": "x"}}}',
+    '{"results": {"a": 1' + "0" * 5000 + '}}',  # past Python's digit limit: a ValueError, not a JSON error
+    '{"results": ' + "[" * 100_000 + "]" * 100_000 + "}",  # nested past the recursion limit
+])
+def test_a_results_json_not_shaped_as_acros_goes_to_a_checker_without_an_exception(text, tmp_path):
+    from egress_review.checks import REVIEW
+    from egress_review.checks.acro_results import check_results_json
+
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    found = check_results_json(path, CheckContext("results.json"))  # no safety net here
+    assert [r.status for r in found] == [REVIEW] and "not ACRO's output" in found[0].summary

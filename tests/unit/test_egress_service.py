@@ -494,6 +494,9 @@ def test_jupyterlabs_panel_adds_a_file_to_a_new_request_then_to_the_same_one_and
     page = alice.get(base + "panel", params={"project": "cardio-risk", "add": "outputs/small.csv"})
     form = BeautifulSoup(page.text, "html.parser").find(id="panel-add-form")
     assert form.find(id="panel-path")["value"] == "outputs/small.csv"
+    assert BeautifulSoup(page.text, "html.parser").find(id="panel-empty") is None  # the form, not "nothing open"
+    # a crafted "added" (digits Python cannot read as a number) is ignored, not a 500
+    assert alice.get(base + "panel", params={"project": "cardio-risk", "added": "²,x"}).status_code == 200
     assert [o["value"] for o in form.select("#panel-request option")] == [""]  # only "a new request"
     fields = {"project": "cardio-risk", "path": "outputs/small.csv", "request": "", "title": "Small counts",
               "group": "Table 2", "kind": "output", "context": "Patients by region", "controls": "none",
